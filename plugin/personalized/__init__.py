@@ -1,0 +1,24 @@
+"""personalized: niche PyTorch optimizers for hobbyist LoRA and small-model training.
+
+Every optimizer keeps its original class name and constructor keywords, so
+``personalized.FCompass`` is a drop-in replacement for the original
+``FCompass``. Look optimizers up by name with :func:`get_optimizer`.
+"""
+
+from .base import PersonalizedOptimizer
+from .optimizers import FARMSCrop, FARMSCropV2, FCompass, FishMonger, FMARSCrop, FMARSCrop_ExMachina
+from .registry import available, get_optimizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FARMSCrop",
+    "FARMSCropV2",
+    "FCompass",
+    "FMARSCrop",
+    "FMARSCrop_ExMachina",
+    "FishMonger",
+    "PersonalizedOptimizer",
+    "available",
+    "get_optimizer",
+]

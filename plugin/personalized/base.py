@@ -1,0 +1,132 @@
+"""The machinery every optimizer of the package shares.
+
+A concrete optimizer only declares its hyperparameters (the constructor), its
+state tensors (:meth:`PersonalizedOptimizer._state_init`) and its math, once,
+for one parameter tensor (:meth:`PersonalizedOptimizer._update`). This base
+class does the rest the same way for all of them:
+
+* validation of the constructor keywords and of every param group;
+* ``step(closure)``: the closure runs with grad enabled and its loss is returned;
+* step counting, per parameter or per group;
+* low precision: for float16/bfloat16 parameters the math runs on float32
+  copies and the results are written back with stochastic rounding, so small
+  updates are not lost; state keeps the parameter's dtype;
+* the caller's ``p.grad`` is never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .blocks import copy_stochastic_
+from .validation import Rule, reject_unknown, rules_for, validate
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+#: How a state tensor starts: a function of the parameter and its gradient.
+StateInit = Callable[[Tensor, Tensor], Tensor]
+
+
+def zeros(p: Tensor, grad: Tensor) -> Tensor:
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def ones(p: Tensor, grad: Tensor) -> Tensor:
+    return torch.ones_like(p, memory_format=torch.preserve_format)
+
+
+def negative_grad(p: Tensor, grad: Tensor) -> Tensor:
+    return grad.neg().to(p.dtype)
+
+
+class PersonalizedOptimizer(torch.optim.Optimizer):
+    """Base class: validation, closure, step counting and low-precision write-back."""
+
+    #: Rules that differ from :data:`personalized.validation.COMMON_RULES`.
+    rule_overrides: ClassVar[Mapping[str, Rule]] = {}
+    #: True when the step counter lives in the param group (shared by its params).
+    group_step: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        unexpected: Mapping[str, Any],
+    ) -> None:
+        owner = type(self).__name__
+        reject_unknown(owner, unexpected, defaults)
+        validate(owner, "constructor", defaults, rules_for(defaults, self.rule_overrides))
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            where = f"param group {len(self.param_groups) - 1}"
+            validate(type(self).__name__, where, group, rules_for(self.defaults, self.rule_overrides))
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+
+    # -- what a concrete optimizer provides -------------------------------------------
+
+    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
+        """The state tensors this group's settings need, with how each starts.
+
+        The order is also the order of the stochastic-rounding write-back
+        (and so of random draws) for low-precision parameters.
+        """
+        raise NotImplementedError
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+        """Update ``p`` and the tensors in ``state`` in place (or rebind state entries).
+
+        ``p``, ``grad`` and the state tensors are float32 for low-precision
+        parameters. ``grad`` must not be modified: it may be the caller's
+        ``p.grad``.
+        """
+        raise NotImplementedError
+
+    # -- the shared step ---------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimisation step; return the closure's loss, if a closure is given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            if self.group_step:
+                group["step"] = group.get("step", 0) + 1
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._step_parameter(p, group)
+        return loss
+
+    def _step_parameter(self, p: Tensor, group: dict[str, Any]) -> None:
+        if p.grad.is_sparse:
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        state = self.state[p]
+        inits = self._state_init(group)
+        for name, init in inits.items():
+            if name not in state:
+                state[name] = init(p, p.grad)
+        if self.group_step:
+            step = group["step"]
+        else:
+            step = state["step"] = state.get("step", 0) + 1
+
+        if p.dtype not in LOW_PRECISION:
+            self._update(p, p.grad.to(p.dtype), state, group, step)
+            return
+        work = {name: state[name].float() for name in inits}
+        p32 = p.float()
+        self._update(p32, p.grad.float(), work, group, step)
+        for name in inits:
+            copy_stochastic_(state[name], work[name])
+        copy_stochastic_(p, p32)

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor
+
+from ..base import PersonalizedOptimizer, StateInit, ones, zeros
+from ..blocks import centralize, compass, rms_cap, soft_beta
+
+
+class FARMSCrop(PersonalizedOptimizer):
+    """FARMSCrop (V1): Fisher RMS with a gradient-difference preconditioner and Compass momentum.
+
+    A Fisher EMA of the gradient normalised by an EMA of squared gradient
+    changes preconditions the step; a very slow momentum amplifies it.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: step size.
+        betas: ``(beta1, beta2)``: beta1 for the EMA of squared gradient
+            changes, beta2 for the Fisher EMA (through ``sqrt(soft beta)``).
+        eps: added to the square roots.
+        weight_decay: weight of the preconditioned weight term added to the step.
+        centralization: strength of centralisation of the natural gradient
+            (matrices and convolutions only).
+        diff_mult: multiplier on the gradient change. 0 does not remove state.
+        momentum_beta: EMA beta of the Compass momentum. Values near 1 suit
+            noisy data but the amplification then takes thousands of steps.
+        momentum_amp: Compass amplification: step = g_nat + momentum_amp * momentum.
+
+    Differences from the original / known quirks:
+        * Kept: with ``diff_mult=0`` the difference EMA decays towards 0 over
+          very long runs and its square root towards ``eps``.
+        * Kept: the momentum has no bias correction, so the amplification
+          ramps up slowly.
+        * Dropped: an unused ``bias_correction_sqrt``.
+        * Changed: bf16/fp16 parameters are updated in float32 and written
+          back with stochastic rounding.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.999, 0.9999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-6,
+        centralization: float = 1.0,
+        diff_mult: float = 1.0,
+        momentum_beta: float = 0.9999,
+        momentum_amp: float = 5.0,
+        **unexpected: Any,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            centralization=centralization,
+            diff_mult=diff_mult,
+            momentum_beta=momentum_beta,
+            momentum_amp=momentum_amp,
+        )
+        super().__init__(params, defaults, unexpected)
+
+    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
+        return {"fim": ones, "momentum": zeros, "previous_grad": zeros, "grad_diff_fim": ones}
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+        beta1, beta2 = group["betas"]
+        eps, momentum_beta = group["eps"], group["momentum_beta"]
+        fim, momentum = state["fim"], state["momentum"]
+        previous_grad, diff_fim = state["previous_grad"], state["grad_diff_fim"]
+
+        fim_beta = soft_beta(beta2, step) ** 0.5
+        grad_diff = (grad + previous_grad) * group["diff_mult"]
+        diff_fim.mul_(beta1).addcmul_(grad_diff, grad_diff, value=1 - beta1)
+        diff_base = diff_fim.sqrt().add_(eps)
+
+        approx = rms_cap(grad / diff_base)
+        fim.mul_(fim_beta).addcmul_(approx, approx, value=1 - fim_beta)
+        fim_base = fim.sqrt().add_(eps)
+
+        grad_nat = centralize(rms_cap(grad / fim_base * diff_base), group["centralization"])
+        momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
+        full_step = compass(grad_nat, momentum, group["momentum_amp"])
+        if group["weight_decay"] != 0:
+            full_step.add_(rms_cap(p / fim_base * diff_base), alpha=group["weight_decay"])
+        p.add_(full_step, alpha=-group["lr"])
+        previous_grad.copy_(grad).neg_()

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor
+
+from ..base import PersonalizedOptimizer, StateInit, negative_grad, ones, zeros
+from ..blocks import (
+    centralize,
+    clamped_square_ema_,
+    compass,
+    difference_fisher_base_,
+    mars_correction,
+    moment_centralize,
+    rms_clip_relative,
+    soft_beta,
+)
+from ..validation import POSITIVE
+
+
+class FMARSCrop(PersonalizedOptimizer):
+    """FMARSCrop: FARMSCropV2 with MARS variance reduction and momentum centralisation.
+
+    The gradient is corrected with MARS (``g + beta1/2 * (g - g_prev)``),
+    norm-clipped, then preconditioned like FARMSCropV2.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: step size.
+        betas: ``(beta1, beta2)``: beta1 sets the MARS strength and the EMA of
+            squared gradient changes; beta2 the Fisher EMA.
+        eps: lower bound of the square roots of the Fisher EMAs (must be > 0).
+        weight_decay: decoupled, preconditioned weight decay.
+        centralization: strength of centralisation of the full step
+            (matrices and convolutions only).
+        moment_centralization: non-zero subtracts the momentum's mean before
+            amplification (the value itself is not used).
+        diff_mult: > 0 enables the gradient-difference preconditioner (one more
+            state tensor). With a low beta1, disable it if training NaNs early.
+        momentum_beta: EMA beta of the momentum.
+        momentum_lambda: the momentum is amplified by ``t^momentum_lambda``.
+        clip: limit of the corrected gradient's L2 norm and of the relative RMS
+            clips. ``0`` disables clipping.
+
+    Differences from the original / known quirks:
+        * Kept: the natural gradient is divided by the difference base twice
+          (the original reused the clipped tensor in place).
+        * Kept: the MARS gamma is hard-wired to ``(1 - beta1) / 2``; use
+          FMARSCrop_ExMachina to change it.
+        * Kept: ``prev_grad`` is stored even with ``diff_mult=0``.
+        * Fixed: ``clip=0`` raised ZeroDivisionError; it now disables clipping.
+        * Fixed: no host synchronisation (the norm clip is a clamp, not an ``if``).
+        * Changed: bf16/fp16 parameters are updated in float32 and written
+          back with stochastic rounding.
+    """
+
+    rule_overrides = {"eps": POSITIVE}
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.999, 0.9999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        centralization: float = 0.0,
+        moment_centralization: float = 1.0,
+        diff_mult: float = 1.0,
+        momentum_beta: float = 0.9999,
+        momentum_lambda: float = 0.25,
+        clip: float = 1.0,
+        **unexpected: Any,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            centralization=centralization,
+            moment_centralization=moment_centralization,
+            diff_mult=diff_mult,
+            momentum_beta=momentum_beta,
+            momentum_lambda=momentum_lambda,
+            clip=clip,
+        )
+        super().__init__(params, defaults, unexpected)
+
+    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
+        inits = {"momentum": zeros, "fim": ones, "prev_grad": negative_grad}
+        if group["diff_mult"] > 0:
+            inits["grad_diff_fim"] = ones
+        return inits
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+        beta1, beta2 = group["betas"]
+        eps, clip, lr, momentum_beta = group["eps"], group["clip"], group["lr"], group["momentum_beta"]
+        fim, momentum = state["fim"], state["momentum"]
+        bound = step**0.25
+        fim_beta = soft_beta(beta2, step) ** 0.5
+
+        grad_change = grad + state["prev_grad"]
+        corrected = mars_correction(grad, grad_change, (1 - beta1) / 2, beta1, clip)
+        diff_base: Tensor | float = 1.0
+        if group["diff_mult"] > 0:
+            diff_base = difference_fisher_base_(
+                state["grad_diff_fim"], grad_change, group["diff_mult"], beta1, clip, bound, eps
+            )
+        approx = rms_clip_relative(corrected / diff_base, clip)
+        fim_base = fim.sqrt().clamp_(min=eps)
+        grad_nat = rms_clip_relative(approx / fim_base / diff_base, clip)
+        amplified = compass(grad_nat, moment_centralize(momentum, group["moment_centralization"]),
+                            step ** group["momentum_lambda"])
+        full_step = centralize(amplified, group["centralization"])
+
+        if group["weight_decay"] != 0:
+            p.sub_(rms_clip_relative(p / fim_base / diff_base, clip), alpha=lr * group["weight_decay"])
+        p.sub_(full_step, alpha=lr)
+
+        clamped_square_ema_(fim, fim_beta, approx, bound)
+        momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
+        state["prev_grad"].copy_(grad).neg_()

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor
+
+from ..base import PersonalizedOptimizer, StateInit, negative_grad, ones, zeros
+from ..blocks import (
+    adaptive_eps,
+    cautious_mask,
+    centralize,
+    clamped_square_ema_,
+    compass,
+    difference_fisher_base_,
+    mars_correction,
+    moment_centralize,
+    rms_clip_relative,
+    soft_beta,
+)
+from ..validation import POSITIVE
+
+#: What ``eps_floor <= 0`` becomes, as in the original.
+TINY_EPS_FLOOR = 1e-38
+
+
+class FMARSCrop_ExMachina(PersonalizedOptimizer):  # noqa: N801 - the original class name
+    """FMARSCrop_ExMachina: FMARSCrop with configurable MARS gamma, adaptive eps and a cautious mask.
+
+    The recommended member of the FMARSCrop family: the double-division bug
+    of FMARSCrop is fixed, the step counter is shared by the param group,
+    and components of the step whose sign disagrees with the corrected
+    gradient are masked out.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: step size; already 1.5x FMARSCrop's to make up for the cautious
+            mask. Lower it by 1.5x if you turn ``cautious`` off.
+        betas: ``(beta1, beta2)``: beta1 for the MARS scale and the EMA of
+            squared gradient changes; beta2 for the Fisher EMA.
+        eps: lower bound of the square roots of the Fisher EMAs (must be > 0).
+        eps2: with adaptive eps, the bound is ``eps2 * rms(grad)``.
+        eps_floor: ``None`` keeps a fixed ``eps``. A value below ``eps``
+            enables adaptive eps ``max(min(eps, eps2 * rms(grad)), eps_floor)``;
+            ``0`` means 1e-38, as in the original.
+        weight_decay: decoupled, preconditioned weight decay.
+        centralization: strength of centralisation of the full step
+            (matrices and convolutions only).
+        moment_centralization: non-zero subtracts the momentum's mean before
+            amplification.
+        diff_mult: > 0 enables the gradient-difference preconditioner. With a
+            low beta1, disable it if training NaNs early.
+        momentum_beta: EMA beta of the momentum.
+        momentum_lambda: the momentum is amplified by ``t^momentum_lambda``.
+        gamma: MARS strength: ``c = g + gamma * beta1 / (1 - beta1) * (g - g_prev)``.
+        clip: limit of the corrected gradient's L2 norm and of the relative RMS
+            clips. ``0`` disables clipping.
+        cautious: mask step components that disagree with the corrected gradient.
+
+    Differences from the original / known quirks:
+        * Kept: the step counter lives in the param group (``group["step"]``)
+          and counts every ``step()`` call, even for parameters without a
+          gradient.
+        * Kept: ``eps_floor <= 0`` becomes 1e-38, a subnormal number; on
+          hardware that flushes subnormals to zero use a small positive floor.
+        * Kept: the amplification ``t^lambda`` grows without bound.
+        * Fixed: ``clip=0`` raised ZeroDivisionError; it now disables clipping.
+        * Fixed: stochastic rounding was only correct for bfloat16; float16
+          parameters and state now round stochastically on float16's own grid.
+        * Fixed: no host synchronisation (adaptive eps used ``.item()``, the
+          norm clip an ``if``).
+    """
+
+    rule_overrides = {"eps": POSITIVE}
+    group_step = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.5e-4,
+        betas: tuple[float, float] = (0.999, 0.9999),
+        eps: float = 1e-6,
+        eps2: float = 1e-2,
+        eps_floor: float | None = None,
+        weight_decay: float = 0.01,
+        centralization: float = 0.0,
+        moment_centralization: float = 1.0,
+        diff_mult: float = 1.0,
+        momentum_beta: float = 0.9999,
+        momentum_lambda: float = 0.25,
+        gamma: float = 5e-4,
+        clip: float = 1.0,
+        cautious: bool = True,
+        **unexpected: Any,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            eps2=eps2,
+            eps_floor=eps_floor,
+            weight_decay=weight_decay,
+            centralization=centralization,
+            moment_centralization=moment_centralization,
+            diff_mult=diff_mult,
+            momentum_beta=momentum_beta,
+            momentum_lambda=momentum_lambda,
+            gamma=gamma,
+            clip=clip,
+            cautious=cautious,
+        )
+        super().__init__(params, defaults, unexpected)
+
+    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
+        inits: dict[str, StateInit] = {"grad_diff_fim": ones} if group["diff_mult"] > 0 else {}
+        inits.update(fim=ones, momentum=zeros, prev_grad=negative_grad)
+        return inits
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+        beta1, beta2 = group["betas"]
+        eps, clip, lr, momentum_beta = group["eps"], group["clip"], group["lr"], group["momentum_beta"]
+        fim, momentum = state["fim"], state["momentum"]
+        bound = step**0.25
+        fim_beta = soft_beta(beta2, step) ** 0.5
+        eps_floor = group["eps_floor"]
+        floor: float | Tensor = eps
+        if eps_floor is not None and eps_floor < eps:
+            floor = adaptive_eps(grad, eps, group["eps2"], eps_floor if eps_floor > 0 else TINY_EPS_FLOOR)
+
+        grad_change = grad + state["prev_grad"]
+        corrected = mars_correction(grad, grad_change, group["gamma"], beta1, clip)
+        diff_base: Tensor | float = 1.0
+        if group["diff_mult"] > 0:
+            diff_base = difference_fisher_base_(
+                state["grad_diff_fim"], grad_change, group["diff_mult"], beta1, clip, bound, floor
+            )
+        approx = rms_clip_relative(corrected / diff_base, clip)
+        fim_base = fim.sqrt().clamp_(min=floor)
+        grad_nat = rms_clip_relative(corrected / fim_base / diff_base, clip)
+        amplified = compass(grad_nat, moment_centralize(momentum, group["moment_centralization"]),
+                            step ** group["momentum_lambda"])
+        full_step = centralize(amplified, group["centralization"])
+
+        if group["weight_decay"] != 0:
+            p.sub_(rms_clip_relative(p / fim_base / diff_base, clip), alpha=lr * group["weight_decay"])
+        if group["cautious"]:
+            full_step = full_step * cautious_mask(full_step, corrected)
+        p.sub_(full_step, alpha=lr)
+
+        clamped_square_ema_(fim, fim_beta, approx, bound)
+        momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
+        state["prev_grad"].copy_(grad).neg_()

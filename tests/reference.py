@@ -1,0 +1,87 @@
+"""Replay of the recorded reference trajectories (see tests/refdata/README.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+REFDATA = Path(__file__).parent / "refdata"
+NAMES = ("w2d", "b1d", "w4d")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Case:
+    name: str
+    meta: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def optimizer(self) -> str:
+        return self.meta["optimizer"]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.meta["constructor_kwargs"])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.meta["dtype"]]
+
+    @property
+    def steps(self) -> int:
+        return self.meta["steps_completed"]
+
+    def grads(self, step: int) -> list[torch.Tensor]:
+        return [self.tensors[f"step{step:02d}/grad/{n}"] for n in NAMES]
+
+    def params_after(self, step: int) -> list[torch.Tensor]:
+        return [self.tensors[f"step{step:02d}/param/{n}"] for n in NAMES]
+
+    def initial_params(self) -> list[torch.nn.Parameter]:
+        return [torch.nn.Parameter(self.tensors[f"init/{n}"].clone()) for n in NAMES]
+
+
+def cases(optimizers: list[str] | None = None, status: str | None = None) -> list[str]:
+    found = []
+    for path in sorted(REFDATA.glob("*.json")):
+        meta = json.loads(path.read_text())
+        if optimizers is not None and meta["optimizer"] not in optimizers:
+            continue
+        if status is not None and meta["status"] != status:
+            continue
+        found.append(path.stem)
+    return found
+
+
+def load(name: str) -> Case:
+    meta = json.loads((REFDATA / f"{name}.json").read_text())
+    return Case(name, meta, load_file(str(REFDATA / f"{name}.safetensors")))
+
+
+def replay(case: Case, optimizer_class: type, **kwargs: Any) -> list[float]:
+    """Teacher-forced replay: the max abs parameter error after each step.
+
+    Before every step the parameters are reset to the recorded ones and the
+    recorded gradient is fed; the optimizer's state follows its own run.
+    """
+    params = case.initial_params()
+    torch.manual_seed(case.meta.get("global_torch_seed", 1234))
+    optimizer = optimizer_class(params, **{**case.kwargs, **kwargs})
+    errors = []
+    for step in range(case.steps):
+        if step > 0:
+            for p, recorded in zip(params, case.params_after(step - 1)):
+                p.data.copy_(recorded)
+        for p, grad in zip(params, case.grads(step)):
+            p.grad = grad.clone()
+        optimizer.step()
+        errors.append(
+            max((p.detach().float() - r.float()).abs().max().item() for p, r in zip(params, case.params_after(step)))
+        )
+    return errors
