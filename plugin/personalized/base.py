@@ -16,6 +16,7 @@ class does the rest the same way for all of them:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -58,16 +59,28 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         unexpected: Mapping[str, Any],
     ) -> None:
         owner = type(self).__name__
-        reject_unknown(owner, unexpected, defaults)
-        validate(owner, "constructor", defaults, rules_for(defaults, self.rule_overrides))
+        rules = self.hyperparameter_rules()
+        reject_unknown(owner, unexpected, rules)
+        validate(owner, "constructor", defaults, rules)
         super().__init__(params, defaults)
+
+    @classmethod
+    def hyperparameter_defaults(cls) -> dict[str, Any]:
+        """The constructor keywords and their defaults, read from the signature."""
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]
+        return {p.name: p.default for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD}
+
+    @classmethod
+    def hyperparameter_rules(cls) -> dict[str, Rule]:
+        """The validation rule of every constructor keyword."""
+        return rules_for(cls.hyperparameter_defaults(), cls.rule_overrides)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
             where = f"param group {len(self.param_groups) - 1}"
-            validate(type(self).__name__, where, group, rules_for(self.defaults, self.rule_overrides))
+            validate(type(self).__name__, where, group, self.hyperparameter_rules())
         except (TypeError, ValueError):
             self.param_groups.pop()
             raise

@@ -9,8 +9,7 @@ from .base import PersonalizedOptimizer
 from .optimizers import FARMSCrop, FARMSCropV2, FCompass, FishMonger, FMARSCrop, FMARSCrop_ExMachina
 
 OPTIMIZERS: dict[str, type[PersonalizedOptimizer]] = {
-    cls.__name__: cls
-    for cls in (FCompass, FishMonger, FARMSCrop, FARMSCropV2, FMARSCrop, FMARSCrop_ExMachina)
+    cls.__name__: cls for cls in (FCompass, FishMonger, FARMSCrop, FARMSCropV2, FMARSCrop, FMARSCrop_ExMachina)
 }
 
 #: Other spellings people use, keyed by their normalised form.

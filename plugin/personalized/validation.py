@@ -73,9 +73,7 @@ class Betas:
 
     def accepts(self, value: Any) -> bool:
         return (
-            isinstance(value, (tuple, list))
-            and len(value) == self.count
-            and all(BETA.accepts(beta) for beta in value)
+            isinstance(value, (tuple, list)) and len(value) == self.count and all(BETA.accepts(beta) for beta in value)
         )
 
     def normalize(self, value: Any) -> Any:
@@ -128,10 +126,7 @@ def reject_unknown(owner: str, unknown: Mapping[str, Any], allowed: Mapping[str,
     """Raise TypeError naming unexpected keyword arguments and the allowed ones."""
     if unknown:
         names = ", ".join(repr(key) for key in unknown)
-        raise TypeError(
-            f"{owner} got unexpected keyword argument(s) {names}; "
-            f"allowed keywords: {', '.join(allowed)}"
-        )
+        raise TypeError(f"{owner} got unexpected keyword argument(s) {names}; allowed keywords: {', '.join(allowed)}")
 
 
 def validate(owner: str, where: str, values: dict[str, Any], rules: Mapping[str, Rule]) -> None:
@@ -145,9 +140,7 @@ def validate(owner: str, where: str, values: dict[str, Any], rules: Mapping[str,
         value = values[key]
         if not rule.accepts(value):
             error = TypeError if _wrong_type(rule, value) else ValueError
-            raise error(
-                f"{owner}: {where}: {key}={value!r} is not allowed; expected {rule.describe()}"
-            )
+            raise error(f"{owner}: {where}: {key}={value!r} is not allowed; expected {rule.describe()}")
         values[key] = rule.normalize(value)
 
 

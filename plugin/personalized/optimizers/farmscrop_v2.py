@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -14,7 +14,7 @@ from ..blocks import (
     rms_clip_relative,
     soft_beta,
 )
-from ..validation import POSITIVE
+from ..validation import POSITIVE, Rule
 
 
 class FARMSCropV2(PersonalizedOptimizer):
@@ -56,7 +56,7 @@ class FARMSCropV2(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
-    rule_overrides = {"eps": POSITIVE}
+    rule_overrides: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -16,7 +16,7 @@ from ..blocks import (
     rms_clip_relative,
     soft_beta,
 )
-from ..validation import POSITIVE
+from ..validation import POSITIVE, Rule
 
 
 class FMARSCrop(PersonalizedOptimizer):
@@ -55,7 +55,7 @@ class FMARSCrop(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
-    rule_overrides = {"eps": POSITIVE}
+    rule_overrides: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
 
     def __init__(
         self,
@@ -109,8 +109,9 @@ class FMARSCrop(PersonalizedOptimizer):
         approx = rms_clip_relative(corrected / diff_base, clip)
         fim_base = fim.sqrt().clamp_(min=eps)
         grad_nat = rms_clip_relative(approx / fim_base / diff_base, clip)
-        amplified = compass(grad_nat, moment_centralize(momentum, group["moment_centralization"]),
-                            step ** group["momentum_lambda"])
+        amplified = compass(
+            grad_nat, moment_centralize(momentum, group["moment_centralization"]), step ** group["momentum_lambda"]
+        )
         full_step = centralize(amplified, group["centralization"])
 
         if group["weight_decay"] != 0:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -18,13 +18,13 @@ from ..blocks import (
     rms_clip_relative,
     soft_beta,
 )
-from ..validation import POSITIVE
+from ..validation import POSITIVE, Rule
 
 #: What ``eps_floor <= 0`` becomes, as in the original.
 TINY_EPS_FLOOR = 1e-38
 
 
-class FMARSCrop_ExMachina(PersonalizedOptimizer):  # noqa: N801 - the original class name
+class FMARSCrop_ExMachina(PersonalizedOptimizer):
     """FMARSCrop_ExMachina: FMARSCrop with configurable MARS gamma, adaptive eps and a cautious mask.
 
     The recommended member of the FMARSCrop family: the double-division bug
@@ -71,8 +71,8 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):  # noqa: N801 - the original c
           norm clip an ``if``).
     """
 
-    rule_overrides = {"eps": POSITIVE}
-    group_step = True
+    rule_overrides: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
+    group_step: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -137,8 +137,9 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):  # noqa: N801 - the original c
         approx = rms_clip_relative(corrected / diff_base, clip)
         fim_base = fim.sqrt().clamp_(min=floor)
         grad_nat = rms_clip_relative(corrected / fim_base / diff_base, clip)
-        amplified = compass(grad_nat, moment_centralize(momentum, group["moment_centralization"]),
-                            step ** group["momentum_lambda"])
+        amplified = compass(
+            grad_nat, moment_centralize(momentum, group["moment_centralization"]), step ** group["momentum_lambda"]
+        )
         full_step = centralize(amplified, group["centralization"])
 
         if group["weight_decay"] != 0:

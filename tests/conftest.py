@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import personalized
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+#: Settings that switch on every optional branch of each optimizer.
+ALL_FEATURES = {
+    "FCompass": dict(weight_decay=0.1, centralization=1.0, clip=1.0),
+    "FishMonger": dict(weight_decay=0.1, diff_amp=1.0, centralization=1.0),
+    "FARMSCrop": dict(weight_decay=0.1, centralization=1.0, diff_mult=1.0),
+    "FARMSCropV2": dict(weight_decay=0.1, centralization=1.0, diff_mult=1.0),
+    "FMARSCrop": dict(weight_decay=0.1, centralization=1.0, diff_mult=1.0, moment_centralization=1.0),
+    "FMARSCrop_ExMachina": dict(weight_decay=0.1, centralization=1.0, eps_floor=0.0, cautious=True),
+}
+
+
+@pytest.fixture(params=personalized.available())
+def optimizer_class(request: pytest.FixtureRequest) -> type:
+    return personalized.get_optimizer(request.param)
+
+
+def make_params(seed: int = 0, dtype: torch.dtype = torch.float32) -> list[torch.nn.Parameter]:
+    """A small mixed set: a matrix, a vector, a convolution kernel."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(6, 5), (5,), (3, 2, 3, 3)]
+    return [torch.nn.Parameter(torch.randn(s, generator=gen).to(dtype)) for s in shapes]
+
+
+def fill_grads(params: list[torch.nn.Parameter], seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen).to(p.dtype)

@@ -1,0 +1,171 @@
+"""Odd inputs, low precision, closures, gradients left alone, no host syncs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+import personalized
+
+from conftest import ALL_FEATURES, fill_grads, make_params
+
+HALF = [torch.bfloat16, torch.float16]
+
+
+def all_finite(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> bool:
+    tensors = list(params) + [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    return all(torch.isfinite(t.float()).all() for t in tensors)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF])
+@pytest.mark.parametrize("features", [False, True])
+def test_zero_gradients_keep_params_and_state_finite(optimizer_class: type, dtype: torch.dtype, features: bool) -> None:
+    params = make_params(dtype=dtype)
+    kwargs = ALL_FEATURES[optimizer_class.__name__] if features else {}
+    optimizer = optimizer_class(params, **kwargs)
+    for _ in range(5):
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+    assert all_finite(optimizer, params)
+
+
+def test_odd_shapes_and_missing_grads(optimizer_class: type) -> None:
+    shapes = [(), (0,), (0, 3), (7, 1), (1, 7), (2, 3, 0, 1), (4,)]
+    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    skipped = torch.nn.Parameter(torch.randn(3, 3))
+    optimizer = optimizer_class([*params, skipped], **ALL_FEATURES[optimizer_class.__name__])
+    before = skipped.detach().clone()
+    for seed in range(4):
+        fill_grads(params, seed)
+        optimizer.step()
+    assert skipped.grad is None and torch.equal(skipped, before)
+    assert skipped not in optimizer.state
+    assert all_finite(optimizer, params)
+    assert not torch.equal(params[0].detach(), torch.zeros(())) and params[0].shape == ()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF])
+def test_caller_gradient_is_never_modified(optimizer_class: type, dtype: torch.dtype) -> None:
+    params = make_params(dtype=dtype)
+    optimizer = optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__])
+    for seed in range(4):
+        fill_grads(params, seed)
+        given = [p.grad.clone() for p in params]
+        optimizer.step()
+        assert all(torch.equal(p.grad, g) for p, g in zip(params, given))
+
+
+def test_closure_runs_with_grad_enabled_and_its_loss_is_returned(optimizer_class: type) -> None:
+    params = make_params()
+    optimizer = optimizer_class(params)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = sum((p**2).sum() for p in params)
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        loss = optimizer.step(closure)
+    assert torch.is_tensor(loss) and loss.requires_grad
+    assert all(p.grad is not None for p in params)
+    assert optimizer.step() is None
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_small_low_precision_updates_are_not_lost(optimizer_class: type, dtype: torch.dtype) -> None:
+    """At lr 1e-4 each update is far below half an ulp of values near 1; rounding
+    to nearest would freeze the parameters, stochastic rounding keeps the drift."""
+    torch.manual_seed(0)
+    start = torch.full((4096,), 1.0)  # a vector: centralisation would cancel the mean drift
+    reference, low = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone().to(dtype))
+    opt_ref = optimizer_class([reference], lr=1e-4)
+    opt_low = optimizer_class([low], lr=1e-4)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(60):
+        grad = 1.0 + 0.1 * torch.randn(start.shape, generator=gen)
+        reference.grad, low.grad = grad.clone(), grad.to(dtype)
+        opt_ref.step()
+        opt_low.step()
+    drift_ref = (reference.detach() - start).mean().item()
+    drift_low = (low.detach().float() - start).mean().item()
+    assert abs(drift_ref) > 1e-4
+    assert drift_low == pytest.approx(drift_ref, rel=0.1)
+
+
+@contextlib.contextmanager
+def forbid_host_sync() -> Iterator[None]:
+    """Make every Python-level device-to-host read raise."""
+
+    def trap(name: str):
+        def raiser(*args: object, **kwargs: object) -> None:
+            raise AssertionError(f"host sync: Tensor.{name} called inside step()")
+
+        return raiser
+
+    names = ["item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy", "cpu"]
+    saved = {name: getattr(torch.Tensor, name) for name in names}
+    try:
+        for name in names:
+            setattr(torch.Tensor, name, trap(name))
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+def test_sync_trap_catches_a_sync() -> None:
+    with forbid_host_sync(), pytest.raises(AssertionError, match="host sync"):
+        max(1.0, torch.tensor(2.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_step_does_not_synchronise_with_the_host(optimizer_class: type, dtype: torch.dtype) -> None:
+    params = make_params(dtype=dtype)
+    optimizer = optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__])
+    for seed in range(3):
+        fill_grads(params, seed)
+        with forbid_host_sync():
+            optimizer.step()
+
+
+def test_sparse_gradients_are_refused_clearly(optimizer_class: type) -> None:
+    p = torch.nn.Parameter(torch.zeros(4, 4))
+    p.grad = torch.zeros(4, 4).to_sparse()
+    with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+        optimizer_class([p]).step()
+
+
+def test_exmachina_step_counter_is_per_group() -> None:
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    optimizer = personalized.FMARSCrop_ExMachina([{"params": [a]}, {"params": [b]}])
+    for _ in range(3):
+        a.grad = torch.ones(3)
+        optimizer.step()
+    assert [g["step"] for g in optimizer.param_groups] == [3, 3]
+    assert b not in optimizer.state
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("FishMonger", "diff_amp"),
+        ("FARMSCropV2", "diff_mult"),
+        ("FMARSCrop", "diff_mult"),
+        ("FMARSCrop_ExMachina", "diff_mult"),
+    ],
+)
+def test_difference_term_can_be_switched_on_later(name: str, key: str) -> None:
+    """The originals raised KeyError when the difference state appeared after step 1."""
+    params = make_params()
+    optimizer = personalized.get_optimizer(name)(params, **{key: 0.0})
+    fill_grads(params, 0)
+    optimizer.step()
+    optimizer.param_groups[0][key] = 1.0
+    fill_grads(params, 1)
+    optimizer.step()
+    assert all_finite(optimizer, params)
