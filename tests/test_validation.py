@@ -9,13 +9,15 @@ import pytest
 import torch
 
 import personalized
-from personalized.validation import Betas, Flag, Number
+from personalized.validation import Flag, Number, Numbers
 
 
 def bad_values(rule: object) -> list[object]:
     """Values the rule must reject, with the error type expected for each."""
-    if isinstance(rule, Betas):
-        return [(1.0,) * rule.count, (-0.1,) * rule.count, (0.9,) * (rule.count + 1), 0.9]
+    if isinstance(rule, Numbers):
+        return [(math.nan,) * rule.count, ("0.5",) * rule.count, (0.5,) * (rule.count + 1), 0.5, *[
+            (bad,) * rule.count for bad in bad_values(rule.each) if isinstance(bad, float) and not math.isnan(bad)
+        ]]
     if isinstance(rule, Flag):
         return ["yes"]
     assert isinstance(rule, Number)

@@ -7,7 +7,7 @@ Every optimizer keeps its original class name and constructor keywords, so
 
 from .base import PersonalizedOptimizer
 from .optimizers import FARMSCrop, FARMSCropV2, FCompass, FishMonger, FMARSCrop, FMARSCrop_ExMachina
-from .registry import available, get_optimizer
+from .registry import OPTIONAL, available, get_optimizer
 
 __version__ = "0.1.0"
 
@@ -22,3 +22,10 @@ __all__ = [
     "available",
     "get_optimizer",
 ]
+
+
+def __getattr__(name: str) -> type:
+    """Optimizers that need an optional package load on first access (``personalized.Prodigy``)."""
+    if name in OPTIONAL:
+        return OPTIONAL[name].load(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

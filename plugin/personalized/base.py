@@ -62,6 +62,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         rules = self.hyperparameter_rules()
         reject_unknown(owner, unexpected, rules)
         validate(owner, "constructor", defaults, rules)
+        self._check_group("constructor", defaults)
         super().__init__(params, defaults)
 
     @classmethod
@@ -81,6 +82,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         try:
             where = f"param group {len(self.param_groups) - 1}"
             validate(type(self).__name__, where, group, self.hyperparameter_rules())
+            self._check_group(where, group)
         except (TypeError, ValueError):
             self.param_groups.pop()
             raise
@@ -98,11 +100,39 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
         """Update ``p`` and the tensors in ``state`` in place (or rebind state entries).
 
-        ``p``, ``grad`` and the state tensors are float32 for low-precision
-        parameters. ``grad`` must not be modified: it may be the caller's
-        ``p.grad``.
+        ``p``, ``grad`` and the low-precision state tensors are float32 copies
+        for bf16/fp16 parameters. ``grad`` must not be modified: it may be the
+        caller's ``p.grad``.
         """
         raise NotImplementedError
+
+    # -- hooks with a default that most optimizers keep -------------------------------
+
+    #: Write the parameter back before the state (the draw order of some originals).
+    write_param_first: ClassVar[bool] = False
+
+    def _check_group(self, where: str, group: dict[str, Any]) -> None:
+        """Rules that involve several hyperparameters at once (raise ValueError)."""
+
+    def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        """Transform the gradient in the parameter's dtype, before any upcast (out of place)."""
+        return grad
+
+    def _advance_step(self, state: dict[str, Any], group: dict[str, Any]) -> int:
+        """Count one step and return the step number ``t`` (1 at the first step)."""
+        if self.group_step:
+            return group["step"]
+        state["step"] = state.get("step", 0) + 1
+        return state["step"]
+
+    def _write_param(self, p: Tensor, p32: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Store the float32 result ``p32`` into the low-precision parameter ``p``."""
+        self._round(group)(p, p32)
+
+    @staticmethod
+    def _round(group: dict[str, Any]) -> Callable[[Tensor, Tensor], Any]:
+        """Stochastic rounding unless the group turns it off with ``stochastic_fp=False``."""
+        return copy_stochastic_ if group.get("stochastic_fp", True) else Tensor.copy_
 
     # -- the shared step ---------------------------------------------------------------
 
@@ -124,22 +154,30 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     def _step_parameter(self, p: Tensor, group: dict[str, Any]) -> None:
         if p.grad.is_sparse:
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        grad = self._prepare_grad(p, p.grad, group)
         state = self.state[p]
         inits = self._state_init(group)
         for name, init in inits.items():
             if name not in state:
-                state[name] = init(p, p.grad)
-        if self.group_step:
-            step = group["step"]
-        else:
-            step = state["step"] = state.get("step", 0) + 1
+                state[name] = init(p, grad)
+        step = self._advance_step(state, group)
 
         if p.dtype not in LOW_PRECISION:
-            self._update(p, p.grad.to(p.dtype), state, group, step)
+            self._update(p, grad.to(p.dtype), state, group, step)
             return
-        work = {name: state[name].float() for name in inits}
+        low = [name for name in inits if state[name].dtype in LOW_PRECISION]
+        work = dict(state)
+        for name in low:
+            work[name] = state[name].float()
         p32 = p.float()
-        self._update(p32, p.grad.float(), work, group, step)
-        for name in inits:
-            copy_stochastic_(state[name], work[name])
-        copy_stochastic_(p, p32)
+        self._update(p32, grad.float(), work, group, step)
+        round_ = self._round(group)
+        if self.write_param_first:
+            self._write_param(p, p32, state, group)
+        for name, value in work.items():
+            if name in low:
+                round_(state[name], value)
+            else:
+                state[name] = value
+        if not self.write_param_first:
+            self._write_param(p, p32, state, group)

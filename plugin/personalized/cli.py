@@ -6,18 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .registry import OPTIMIZERS
-
-
-def summary(cls: type) -> str:
-    """The first line of a class docstring: its one-line description."""
-    return next(iter((cls.__doc__ or "").strip().splitlines()), "")
+from .registry import OPTIONAL, available, summary
 
 
 def _list(args: argparse.Namespace) -> int:
-    width = max(len(name) for name in OPTIMIZERS)
-    for name, cls in OPTIMIZERS.items():
-        print(f"{name:<{width}}  {summary(cls)}")
+    names = available()
+    width = max(len(name) for name in names)
+    for name in names:
+        needs = f"  [extra: {OPTIONAL[name].extra}]" if name in OPTIONAL else ""
+        print(f"{name:<{width}}  {summary(name)}{needs}")
     return 0
 
 

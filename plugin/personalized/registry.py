@@ -1,22 +1,54 @@
 """Look optimizers up by name: case-insensitive, with aliases, and with close
-matches suggested when a name is unknown."""
+matches suggested when a name is unknown.
+
+Optimizers that need an optional package (bitsandbytes, prodigyopt) are
+listed here but imported only when asked for, so ``import personalized``
+needs nothing but torch.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+from dataclasses import dataclass
 
-from .base import PersonalizedOptimizer
 from .optimizers import FARMSCrop, FARMSCropV2, FCompass, FishMonger, FMARSCrop, FMARSCrop_ExMachina
 
-OPTIMIZERS: dict[str, type[PersonalizedOptimizer]] = {
+
+@dataclass(frozen=True)
+class OptionalOptimizer:
+    """An optimizer whose module imports an optional package."""
+
+    module: str
+    package: str
+    extra: str
+    summary: str
+
+    def load(self, name: str) -> type:
+        try:
+            module = importlib.import_module(f"{__package__}.{self.module}")
+        except ImportError as error:
+            if error.name is None or error.name.split(".")[0] != self.package:
+                raise
+            raise ImportError(
+                f"{name} needs the optional package {self.package!r}: "
+                f"pip install 'personalized-optimizers[{self.extra}]' (or pip install {self.package})"
+            ) from error
+        return getattr(module, name)
+
+
+#: Optimizers that need only torch, in catalogue order.
+OPTIMIZERS: dict[str, type] = {
     cls.__name__: cls for cls in (FCompass, FishMonger, FARMSCrop, FARMSCropV2, FMARSCrop, FMARSCrop_ExMachina)
 }
+
+#: Optimizers imported on first use.
+OPTIONAL: dict[str, OptionalOptimizer] = {}
 
 #: Other spellings people use, keyed by their normalised form.
 ALIASES: dict[str, str] = {
     "fishercompass": "FCompass",
     "exmachina": "FMARSCrop_ExMachina",
-    "fmarscropexmachina": "FMARSCrop_ExMachina",
     "farmscropv1": "FARMSCrop",
     "farmscropv21": "FARMSCropV2",
 }
@@ -26,19 +58,13 @@ def _normalise(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def _lookup_table() -> dict[str, str]:
-    table = {_normalise(canonical): canonical for canonical in OPTIMIZERS}
-    table.update(ALIASES)
-    return table
-
-
 def available() -> list[str]:
     """The canonical names of every optimizer, in catalogue order."""
-    return list(OPTIMIZERS)
+    return [*OPTIMIZERS, *OPTIONAL]
 
 
-def get_optimizer(name: str) -> type[PersonalizedOptimizer]:
-    """The optimizer class called ``name`` (any case; ``-``, ``_``, ``.`` and spaces ignored).
+def canonical_name(name: str) -> str:
+    """The canonical spelling of ``name`` (any case; ``-``, ``_``, ``.`` and spaces ignored).
 
     A ``personalized.`` prefix is accepted, so trainer-style names work too.
     Raises ValueError listing close matches for an unknown name.
@@ -48,11 +74,31 @@ def get_optimizer(name: str) -> type[PersonalizedOptimizer]:
     bare = name.strip()
     if bare.lower().startswith("personalized."):
         bare = bare[len("personalized.") :]
-    table = _lookup_table()
+    table = {_normalise(canonical): canonical for canonical in available()}
+    table.update(ALIASES)
     key = _normalise(bare)
     if key in table:
-        return OPTIMIZERS[table[key]]
+        return table[key]
     close = difflib.get_close_matches(key, table, n=3, cutoff=0.6)
     suggestions = sorted({table[match] for match in close})
     hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
     raise ValueError(f"Unknown optimizer {name!r}.{hint} Available: {', '.join(available())}.")
+
+
+def get_optimizer(name: str) -> type:
+    """The optimizer class called ``name``; see :func:`canonical_name` for the spellings accepted.
+
+    Optimizers that need an optional package raise ImportError naming the
+    extra to install when it is missing.
+    """
+    canonical = canonical_name(name)
+    if canonical in OPTIONAL:
+        return OPTIONAL[canonical].load(canonical)
+    return OPTIMIZERS[canonical]
+
+
+def summary(name: str) -> str:
+    """A one-line description, without importing optional packages."""
+    if name in OPTIONAL:
+        return OPTIONAL[name].summary
+    return next(iter((OPTIMIZERS[name].__doc__ or "").strip().splitlines()), "")

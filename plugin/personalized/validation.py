@@ -63,24 +63,27 @@ class Flag:
 
 
 @dataclass(frozen=True)
-class Betas:
-    """A tuple or list of ``count`` betas, each in [0, 1); stored as a tuple."""
+class Numbers:
+    """A tuple or list of ``count`` numbers, each allowed by ``each``; stored as a tuple."""
 
     count: int
+    each: Number = BETA
 
     def describe(self) -> str:
-        return f"a tuple or list of {self.count} numbers, each >= 0 and < 1"
+        return f"a tuple or list of {self.count} numbers, each {self.each.describe().removeprefix('a finite number ')}"
 
     def accepts(self, value: Any) -> bool:
         return (
-            isinstance(value, (tuple, list)) and len(value) == self.count and all(BETA.accepts(beta) for beta in value)
+            isinstance(value, (tuple, list))
+            and len(value) == self.count
+            and all(self.each.accepts(item) for item in value)
         )
 
     def normalize(self, value: Any) -> Any:
-        return tuple(float(beta) for beta in value)
+        return tuple(self.each.normalize(item) for item in value)
 
 
-Rule = Number | Flag | Betas
+Rule = Number | Flag | Numbers
 
 #: Rules for the hyperparameter names the optimizers share. An optimizer may
 #: override any of them (for example an ``eps`` used as a floor must be > 0).
@@ -116,7 +119,7 @@ def rules_for(defaults: Mapping[str, Any], overrides: Mapping[str, Rule]) -> dic
         if key in overrides:
             rules[key] = overrides[key]
         elif key == "betas":
-            rules[key] = Betas(len(default))
+            rules[key] = Numbers(len(default))
         else:
             rules[key] = COMMON_RULES[key]
     return rules
@@ -147,8 +150,6 @@ def validate(owner: str, where: str, values: dict[str, Any], rules: Mapping[str,
 def _wrong_type(rule: Rule, value: Any) -> bool:
     if isinstance(rule, Number):
         return value is not None and (isinstance(value, bool) or not isinstance(value, Real))
-    if isinstance(rule, Betas):
-        return not isinstance(value, (tuple, list)) or any(
-            isinstance(beta, bool) or not isinstance(beta, Real) for beta in value
-        )
+    if isinstance(rule, Numbers):
+        return not isinstance(value, (tuple, list)) or any(_wrong_type(rule.each, item) for item in value)
     return not isinstance(value, bool)
