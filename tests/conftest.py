@@ -18,6 +18,13 @@ ALL_FEATURES = {
     "FARMSCropV2": dict(weight_decay=0.1, centralization=1.0, diff_mult=1.0),
     "FMARSCrop": dict(weight_decay=0.1, centralization=1.0, diff_mult=1.0, moment_centralization=1.0),
     "FMARSCrop_ExMachina": dict(weight_decay=0.1, centralization=1.0, eps_floor=0.0, cautious=True),
+    "EnhancedAdafactor": dict(lr=1e-3, relative_step=False, beta1=0.9, weight_decay=0.01),
+    "SCORN": dict(focus_ratio=0.1, weight_decay=0.01, orthograd=True, cautious_min=0.0, reset_interval=2),
+    "REMASTER": dict(weight_decay=0.01, cautious_min=0.0, reset_interval=2, orthograd=True),
+    "PersonaOptimizer": dict(focus_boost=0.05, weight_decay=0.01, reset_interval=2, orthograd=True, cautious_min=0.0),
+    "AdamW8bitKahan": dict(weight_decay=0.1, stabilize=True, min_8bit_size=1),
+    "Prodigy": dict(weight_decay=0.1, use_bias_correction=True, safeguard_warmup=True),
+    "Automagic": dict(lr=1e-4, weight_decay=0.01),
 }
 
 

@@ -43,7 +43,20 @@ OPTIMIZERS: dict[str, type] = {
 }
 
 #: Optimizers imported on first use.
-OPTIONAL: dict[str, OptionalOptimizer] = {}
+OPTIONAL: dict[str, OptionalOptimizer] = {
+    "AdamW8bitKahan": OptionalOptimizer(
+        "optimizers.adamw8bit_kahan",
+        "bitsandbytes",
+        "bnb",
+        "AdamW8bitKahan: AdamW with bitsandbytes 8-bit blockwise state and Kahan-compensated low-precision updates.",
+    ),
+    "Prodigy": OptionalOptimizer(
+        "optimizers.prodigy",
+        "prodigyopt",
+        "prodigy",
+        "Prodigy: prodigyopt's learning-rate-free Adam, validated, with d and d*lr in every param group.",
+    ),
+}
 
 #: Other spellings people use, keyed by their normalised form.
 ALIASES: dict[str, str] = {
