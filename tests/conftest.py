@@ -27,6 +27,9 @@ ALL_FEATURES = {
     "Automagic": dict(lr=1e-4, weight_decay=0.01),
 }
 
+#: What an optimizer needs besides ``lr`` to take a fixed learning rate.
+FIXED_LR = {"EnhancedAdafactor": dict(relative_step=False, scale_parameter=False)}
+
 
 @pytest.fixture(params=personalized.available())
 def optimizer_class(request: pytest.FixtureRequest) -> type:

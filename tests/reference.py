@@ -64,8 +64,14 @@ def load(name: str) -> Case:
     return Case(name, meta, load_file(str(REFDATA / f"{name}.safetensors")))
 
 
-def replay(case: Case, optimizer_class: type, **kwargs: Any) -> list[float]:
-    """Teacher-forced replay: the max abs parameter error after each step.
+def ulps(ours: torch.Tensor, recorded: torch.Tensor) -> torch.Tensor:
+    """Distance in units of the last place of ``recorded``'s dtype."""
+    step = torch.nextafter(recorded, torch.full_like(recorded, float("inf"))).float() - recorded.float()
+    return (ours.float() - recorded.float()).abs() / step
+
+
+def replay(case: Case, optimizer_class: type, in_ulps: bool = False, **kwargs: Any) -> list[float]:
+    """Teacher-forced replay: the max parameter error after each step (absolute, or in ulps).
 
     Before every step the parameters are reset to the recorded ones and the
     recorded gradient is fed; the optimizer's state follows its own run.
@@ -81,7 +87,9 @@ def replay(case: Case, optimizer_class: type, **kwargs: Any) -> list[float]:
         for p, grad in zip(params, case.grads(step)):
             p.grad = grad.clone()
         optimizer.step()
-        errors.append(
-            max((p.detach().float() - r.float()).abs().max().item() for p, r in zip(params, case.params_after(step)))
-        )
+        recorded = case.params_after(step)
+        if in_ulps:
+            errors.append(max(ulps(p.detach(), r).max().item() for p, r in zip(params, recorded)))
+        else:
+            errors.append(max((p.detach().float() - r.float()).abs().max().item() for p, r in zip(params, recorded)))
     return errors

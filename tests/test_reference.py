@@ -12,19 +12,34 @@ import personalized
 import reference
 
 CORE = ["FCompass", "FishMonger", "FARMSCrop", "FARMSCropV2", "FMARSCrop", "FMARSCrop_ExMachina"]
+CHROMA = ["EnhancedAdafactor", "SCORN", "REMASTER", "PersonaOptimizer", "Automagic"]
 #: Cases where the original's behaviour was a defect we fixed; tested below instead.
 FIXED = {"FishMonger__wd_clip0_diffamp2"}
-FAITHFUL = [name for name in reference.cases(CORE, status="ok") if name not in FIXED]
+FAITHFUL = [name for name in reference.cases(CORE + CHROMA, status="ok") if name not in FIXED]
 TOLERANCE = 1e-6
+#: bf16 cases that are not bit-exact, with the largest error allowed in bf16 ulps. Automagic's
+#: original ran its first step with a bf16 second moment; ours is float32 from the start.
+BF16_ULPS = {"Automagic__bf16_wd": 2}
+
+
+def comparable_state(state: dict) -> tuple[dict, dict]:
+    """Our per-parameter state as the recordings store it: tensors and plain scalars."""
+    state = dict(state)
+    if "lr_mask_scale" in state:  # Automagic: the recording stores the dequantised lr mask
+        state["lr_mask"] = state["lr_mask"].float() * state.pop("lr_mask_scale")
+    tensors = {key: value for key, value in state.items() if torch.is_tensor(value)}
+    return tensors, {key: value for key, value in state.items() if key not in tensors}
 
 
 @pytest.mark.parametrize("name", FAITHFUL)
 def test_teacher_forced_trajectory_matches(name: str) -> None:
     case = reference.load(name)
-    errors = reference.replay(case, personalized.get_optimizer(case.optimizer))
+    cls = personalized.get_optimizer(case.optimizer)
+    if case.dtype == torch.float32:
+        errors, tolerance = reference.replay(case, cls), TOLERANCE
+    else:  # stochastic rounding with the original's draw order: bit-exact unless listed
+        errors, tolerance = reference.replay(case, cls, in_ulps=True), BF16_ULPS.get(name, 0)
     assert len(errors) == 30
-    # bf16 cases use stochastic rounding with the original's draw order: bit-exact.
-    tolerance = TOLERANCE if case.dtype == torch.float32 else 0.0
     assert max(errors) <= tolerance, f"worst step {errors.index(max(errors))}: {max(errors):.3g}"
 
 
@@ -43,12 +58,15 @@ def test_final_state_matches(name: str) -> None:
         recorded = {
             key.split("/")[2]: value for key, value in case.tensors.items() if key.startswith(f"final_state/{pname}/")
         }
-        ours = {key: value for key, value in optimizer.state[p].items() if torch.is_tensor(value)}
+        ours, scalars = comparable_state(optimizer.state[p])
         assert set(ours) == set(recorded)
+        rtol = 1e-4 if name not in BF16_ULPS else 5e-2
         for key, value in recorded.items():
-            torch.testing.assert_close(ours[key].float().reshape(value.shape), value.float(), rtol=1e-4, atol=1e-6)
-        expected_scalars = case.meta["final_scalar_state"][pname]
-        assert {k: v for k, v in optimizer.state[p].items() if not torch.is_tensor(v)} == expected_scalars
+            # A Kahan remainder is below the parameter's resolution: compare it in absolute terms.
+            atol = 1e-4 if key == "shift" and name in BF16_ULPS else 1e-6
+            torch.testing.assert_close(ours[key].float().reshape(value.shape), value.float(), rtol=rtol, atol=atol)
+        expected_scalars = {k: v for k, v in case.meta["final_scalar_state"][pname].items() if k not in ours}
+        assert scalars == expected_scalars
     if optimizer.group_step:
         assert optimizer.param_groups[0]["step"] == case.meta["param_groups_after"][0]["step"]
 

@@ -10,7 +10,7 @@ import torch
 
 import personalized
 
-from conftest import ALL_FEATURES, fill_grads, make_params
+from conftest import ALL_FEATURES, FIXED_LR, fill_grads, make_params
 
 HALF = [torch.bfloat16, torch.float16]
 
@@ -83,8 +83,9 @@ def test_small_low_precision_updates_are_not_lost(optimizer_class: type, dtype: 
     torch.manual_seed(0)
     start = torch.full((4096,), 1.0)  # a vector: centralisation would cancel the mean drift
     reference, low = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone().to(dtype))
-    opt_ref = optimizer_class([reference], lr=1e-4)
-    opt_low = optimizer_class([low], lr=1e-4)
+    settings = {"lr": 1e-4, **FIXED_LR.get(optimizer_class.__name__, {})}
+    opt_ref = optimizer_class([reference], **settings)
+    opt_low = optimizer_class([low], **settings)
     gen = torch.Generator().manual_seed(1)
     for _ in range(60):
         grad = 1.0 + 0.1 * torch.randn(start.shape, generator=gen)

@@ -15,9 +15,13 @@ from personalized.validation import Flag, Number, Numbers
 def bad_values(rule: object) -> list[object]:
     """Values the rule must reject, with the error type expected for each."""
     if isinstance(rule, Numbers):
-        return [(math.nan,) * rule.count, ("0.5",) * rule.count, (0.5,) * (rule.count + 1), 0.5, *[
-            (bad,) * rule.count for bad in bad_values(rule.each) if isinstance(bad, float) and not math.isnan(bad)
-        ]]
+        return [
+            (math.nan,) * rule.count,
+            ("0.5",) * rule.count,
+            (0.5,) * (rule.count + 1),
+            0.5,
+            *[(bad,) * rule.count for bad in bad_values(rule.each) if isinstance(bad, float) and not math.isnan(bad)],
+        ]
     if isinstance(rule, Flag):
         return ["yes"]
     assert isinstance(rule, Number)

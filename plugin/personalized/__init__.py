@@ -6,18 +6,35 @@ Every optimizer keeps its original class name and constructor keywords, so
 """
 
 from .base import PersonalizedOptimizer
-from .optimizers import FARMSCrop, FARMSCropV2, FCompass, FishMonger, FMARSCrop, FMARSCrop_ExMachina
+from .optimizers import (
+    REMASTER,
+    SCORN,
+    Automagic,
+    EnhancedAdafactor,
+    FARMSCrop,
+    FARMSCropV2,
+    FCompass,
+    FishMonger,
+    FMARSCrop,
+    FMARSCrop_ExMachina,
+    PersonaOptimizer,
+)
 from .registry import OPTIONAL, available, get_optimizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "REMASTER",
+    "SCORN",
+    "Automagic",
+    "EnhancedAdafactor",
     "FARMSCrop",
     "FARMSCropV2",
     "FCompass",
     "FMARSCrop",
     "FMARSCrop_ExMachina",
     "FishMonger",
+    "PersonaOptimizer",
     "PersonalizedOptimizer",
     "available",
     "get_optimizer",

@@ -44,6 +44,14 @@ def negative_grad(p: Tensor, grad: Tensor) -> Tensor:
     return grad.neg().to(p.dtype)
 
 
+def float32_zeros(p: Tensor, grad: Tensor) -> Tensor:
+    return torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)
+
+
+def grad_squared(p: Tensor, grad: Tensor) -> Tensor:
+    return grad.square().to(p.dtype)
+
+
 class PersonalizedOptimizer(torch.optim.Optimizer):
     """Base class: validation, closure, step counting and low-precision write-back."""
 
@@ -147,7 +155,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
             if self.group_step:
                 group["step"] = group.get("step", 0) + 1
             for p in group["params"]:
-                if p.grad is not None:
+                if p.grad is not None and p.numel() > 0:
                     self._step_parameter(p, group)
         return loss
 

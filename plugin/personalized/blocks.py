@@ -157,3 +157,132 @@ def mars_correction(grad: Tensor, grad_change: Tensor, gamma: float, beta1: floa
 def moment_centralize(momentum: Tensor, enabled: float) -> Tensor:
     """``m - mean(m)`` over the whole tensor when ``enabled`` is non-zero (its size is ignored)."""
     return momentum - momentum.mean() if enabled else momentum
+
+
+#: The originals' literal for 4/pi: ``ATAN2_SCALE * atan2(a, b)`` lies in (-2, 2).
+ATAN2_SCALE = 1.27323954474
+
+
+def orthogonalize(p: Tensor, grad: Tensor, norm_floor: float) -> Tensor:
+    """OrthoGrad (REMASTER / SCORN): remove the gradient's component along the weights, keep its norm.
+
+    ``g - (4/pi) atan2(w.g, w.w) * w``, rescaled by ``|g| / max(|g_orth|, norm_floor)``.
+    As in the originals, the projection and the norm ratio are computed in
+    the gradient's dtype and the orthogonal part in float32; the result has
+    the gradient's dtype.
+    """
+    w, g = p.reshape(-1).to(grad.dtype), grad.reshape(-1)
+    projection = torch.atan2(torch.dot(w, g), torch.dot(w, w)) * ATAN2_SCALE
+    ortho = g.float() - projection.float() * w.float()
+    ratio = (torch.linalg.vector_norm(g) / torch.linalg.vector_norm(ortho).clamp(min=norm_floor)).to(grad.dtype)
+    return (ortho * ratio).view(grad.shape).to(grad.dtype)
+
+
+def orthogonalize_guarded(p: Tensor, grad: Tensor, eps: float) -> Tensor:
+    """OrthoGrad as PersonaOptimizer does it, in float32: skipped when ``w.w < eps``, and
+    renormalised only when both norms exceed ``eps``. The branches are tensor
+    selects, so nothing synchronises with the host."""
+    w, g = p.reshape(-1).float(), grad.reshape(-1).float()
+    w_sq = torch.dot(w, w)
+    ortho = g - torch.atan2(torch.dot(w, g), w_sq) * ATAN2_SCALE * w
+    g_norm, o_norm = torch.linalg.vector_norm(g), torch.linalg.vector_norm(ortho)
+    rescale = (g_norm > eps) & (o_norm > eps)
+    ortho = torch.where(rescale, ortho * (g_norm / torch.where(rescale, o_norm, 1.0)), ortho)
+    return torch.where(w_sq >= eps, ortho, g).view(grad.shape).to(grad.dtype)
+
+
+def cautious_floor(update: Tensor, direction: Tensor, floor: float, mean_floor: float, strict: bool = True) -> Tensor:
+    """Soft cautious mask ``k / max(mean(k), mean_floor)`` with ``k = max([u*d > 0], floor)``.
+
+    ``floor = 0`` is the full mask, ``floor = 1`` turns it off. ``strict=False``
+    keeps components where ``u*d == 0`` too (PersonaOptimizer).
+    """
+    agree = update * direction
+    keep = ((agree > 0) if strict else (agree >= 0)).to(update.dtype).clamp_(min=floor)
+    return keep / keep.mean().clamp(min=mean_floor)
+
+
+#: Newton-Schulz coefficients of SCORN's six orthogonalisation steps (divided by 1024).
+NEWTON_SCHULZ6 = tuple(
+    (a / 1024, b / 1024, c / 1024)
+    for a, b, c in [
+        (3955, -8306, 5008),
+        (3735, -6681, 3463),
+        (3799, -6499, 3211),
+        (4019, -6385, 2906),
+        (2677, -3029, 1162),
+        (2172, -1833, 682),
+    ]
+)
+
+
+def newton_schulz6(matrix: Tensor) -> Tensor:
+    """Approximate the orthogonal polar factor of a 2-D matrix with six Newton-Schulz steps (float32)."""
+    x = matrix.float()
+    x = x / (torch.linalg.vector_norm(x) + 1e-12)
+    transposed = x.shape[0] > x.shape[1]
+    if transposed:
+        x = x.T
+    for a, b, c in NEWTON_SCHULZ6:
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if transposed else x
+
+
+def scion_lmo(grad: Tensor) -> Tensor:
+    """SCORN's "AUTO" Scion norm linear minimisation oracle.
+
+    Vectors and scalars are L2-normalised; matrices are orthogonalised and
+    scaled by ``sqrt(d_out / d_in)``; convolutions ``(d0, d1, k, ...)`` are
+    orthogonalised as ``(d0, -1)`` matrices and scaled by ``sqrt(d0 / d1) / k^2``.
+    """
+    if grad.dim() <= 1 or grad.numel() == 0:
+        return grad / (grad.square().sum(dim=0, keepdim=True).sqrt() + 1e-12)
+    d_out, d_in = grad.shape[:2]
+    scale = math.sqrt(d_out / d_in)
+    if grad.dim() > 2:
+        scale /= grad.shape[2] ** 2
+    return newton_schulz6(grad.reshape(d_out, -1)).view(grad.shape) * scale
+
+
+def rms_by_norm(x: Tensor) -> Tensor:
+    """``norm(x) / sqrt(numel)``: the Adafactor family's RMS (same value as :func:`rms`,
+    rounded the way HF Adafactor rounds it)."""
+    return torch.linalg.vector_norm(x) / (x.numel() ** 0.5)
+
+
+def second_moment_state(p: Tensor) -> dict[str, Tensor]:
+    """Adafactor's float32 second-moment state: row and column EMAs for tensors with
+    at least two dimensions (about ``4 * (rows + cols)`` bytes), a full EMA otherwise."""
+    if p.dim() >= 2:
+        return {
+            "exp_avg_sq_row": p.new_zeros(p.shape[:-1], dtype=torch.float32),
+            "exp_avg_sq_col": p.new_zeros(p.shape[:-2] + p.shape[-1:], dtype=torch.float32),
+        }
+    return {"exp_avg_sq": torch.zeros_like(p, dtype=torch.float32)}
+
+
+def adafactor_normalize_(state: dict[str, Tensor], grad: Tensor, beta2: float, eps: float) -> Tensor:
+    """Fold ``grad² + eps`` into the (factored) second moment and return ``grad / sqrt(v)``."""
+    squared = grad.square() + eps
+    if "exp_avg_sq_row" in state:
+        row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+        row.mul_(beta2).add_(squared.mean(dim=-1), alpha=1 - beta2)
+        col.mul_(beta2).add_(squared.mean(dim=-2), alpha=1 - beta2)
+        row_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
+        return (row_factor * col.unsqueeze(-2).rsqrt()).mul_(grad)
+    full = state["exp_avg_sq"]
+    full.mul_(beta2).add_(squared, alpha=1 - beta2)
+    return full.rsqrt().mul_(grad)
+
+
+def kahan_add_(p: Tensor, shift: Tensor, delta: Tensor) -> None:
+    """Add the float32 ``delta`` to the low-precision ``p`` with Kahan compensation.
+
+    ``shift`` (in ``p``'s dtype) carries what rounding lost, so updates far
+    below ``p``'s resolution still accumulate deterministically.
+    """
+    shift.add_(delta)
+    before = p.float()
+    p.add_(shift)
+    shift.add_(before.sub_(p))

@@ -12,7 +12,19 @@ import difflib
 import importlib
 from dataclasses import dataclass
 
-from .optimizers import FARMSCrop, FARMSCropV2, FCompass, FishMonger, FMARSCrop, FMARSCrop_ExMachina
+from .optimizers import (
+    REMASTER,
+    SCORN,
+    Automagic,
+    EnhancedAdafactor,
+    FARMSCrop,
+    FARMSCropV2,
+    FCompass,
+    FishMonger,
+    FMARSCrop,
+    FMARSCrop_ExMachina,
+    PersonaOptimizer,
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,20 @@ class OptionalOptimizer:
 
 #: Optimizers that need only torch, in catalogue order.
 OPTIMIZERS: dict[str, type] = {
-    cls.__name__: cls for cls in (FCompass, FishMonger, FARMSCrop, FARMSCropV2, FMARSCrop, FMARSCrop_ExMachina)
+    cls.__name__: cls
+    for cls in (
+        FCompass,
+        FishMonger,
+        FARMSCrop,
+        FARMSCropV2,
+        FMARSCrop,
+        FMARSCrop_ExMachina,
+        EnhancedAdafactor,
+        SCORN,
+        REMASTER,
+        PersonaOptimizer,
+        Automagic,
+    )
 }
 
 #: Optimizers imported on first use.
@@ -58,8 +83,11 @@ OPTIONAL: dict[str, OptionalOptimizer] = {
     ),
 }
 
-#: Other spellings people use, keyed by their normalised form.
+#: Other spellings people use, keyed by their normalised form. The Chroma
+#: trainer's ``[optimizer] type`` names (adafactor, persona, ...) are here too.
 ALIASES: dict[str, str] = {
+    "adafactor": "EnhancedAdafactor",
+    "persona": "PersonaOptimizer",
     "fishercompass": "FCompass",
     "exmachina": "FMARSCrop_ExMachina",
     "farmscropv1": "FARMSCrop",

@@ -20,6 +20,7 @@ class Number:
     low_open: bool = False
     high_open: bool = False
     optional: bool = False
+    integral: bool = False
 
     def describe(self) -> str:
         bounds = []
@@ -27,7 +28,9 @@ class Number:
             bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
         if self.high < math.inf:
             bounds.append(f"{'<' if self.high_open else '<='} {self.high:g}")
-        text = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
+        text = ("a whole number" if self.integral else "a finite number") + (
+            " " + " and ".join(bounds) if bounds else ""
+        )
         return text + (", or None" if self.optional else "")
 
     def accepts(self, value: Any) -> bool:
@@ -35,17 +38,23 @@ class Number:
             return self.optional
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
             return False
+        if self.integral and value != int(value):
+            return False
         above = value > self.low if self.low_open else value >= self.low
         below = value < self.high if self.high_open else value <= self.high
         return above and below
 
     def normalize(self, value: Any) -> Any:
-        return value if value is None else float(value)
+        if value is None:
+            return None
+        return int(value) if self.integral else float(value)
 
 
 BETA = Number(0.0, 1.0, high_open=True)
+UNIT = Number(0.0, 1.0)
 NON_NEGATIVE = Number(0.0)
 POSITIVE = Number(0.0, low_open=True)
+COUNT = Number(0.0, integral=True)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,19 @@ COMMON_RULES: dict[str, Rule] = {
     "momentum_lambda": NON_NEGATIVE,
     "gamma": NON_NEGATIVE,
     "cautious": Flag(),
+    "cautious_min": UNIT,
+    "weight_decay_rate": UNIT,
+    "amp": NON_NEGATIVE,
+    "amp_factor": NON_NEGATIVE,
+    "reset_interval": COUNT,
+    "reset_increment": COUNT,
+    "orthograd": Flag(),
+    "constrain": Flag(),
+    "stochastic_fp": Flag(),
+    "focus_ratio": NON_NEGATIVE,
+    "focus_boost": NON_NEGATIVE,
+    "focus_eps": NON_NEGATIVE,
+    "spectral_update_scale": NON_NEGATIVE,
 }
 
 

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from ..base import PersonalizedOptimizer, StateInit, float32_zeros
+from ..blocks import adafactor_normalize_, rms_by_norm, second_moment_state
+from ..validation import NON_NEGATIVE, POSITIVE, Flag, Number, Numbers, Rule
+
+
+class EnhancedAdafactor(PersonalizedOptimizer):
+    """EnhancedAdafactor: Hugging Face Adafactor (factored second moment) with stochastic rounding for bf16.
+
+    Memory-light: matrices keep only row and column averages of g², so the
+    state is a few bytes per row and column instead of 8 bytes per element.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: fixed step size; requires ``relative_step=False``. ``None`` uses the
+            relative step ``min(1e-2, 1/sqrt(t))`` (or a warm-up with ``warmup_init``).
+        eps: ``(eps_g, eps_scale)``: added to g², and the smallest parameter
+            RMS used with ``scale_parameter``.
+        clip_threshold: cap on the RMS of the normalised update.
+        decay_rate: the second-moment beta is ``1 - t^decay_rate`` (must be <= 0).
+        beta1: momentum on the (lr-scaled) update; None saves 4 bytes per element.
+        weight_decay: decoupled decay, scaled by the step size.
+        scale_parameter: multiply the step size by the parameter's RMS.
+        relative_step: compute the step size from the step count (no ``lr``).
+        warmup_init: with ``relative_step``, warm the step size up from 0.
+
+    For a plain fixed-lr setup (the Chroma README's "minimal" config) use
+    ``lr=1e-4, scale_parameter=False, relative_step=False``.
+
+    Differences from the original / known quirks:
+        * Kept: with ``beta1`` the momentum integrates the lr-scaled update,
+          so lr changes are smoothed.
+        * Fixed: the closure now runs with grad enabled (HF ran it under
+          ``no_grad``, so a closure calling ``backward()`` failed).
+        * Fixed: no host synchronisation (the parameter-scale ``max`` is a clamp).
+        * Changed: float16 parameters are written back with stochastic rounding
+          (the original rounded them to nearest); state stays float32.
+        * Changed: ``lr=None`` with ``relative_step=False`` is rejected at
+          construction instead of failing inside ``step()``.
+    """
+
+    rule_overrides: ClassVar[Mapping[str, Rule]] = {
+        "lr": Number(0.0, optional=True),
+        "eps": Numbers(2, NON_NEGATIVE),
+        "clip_threshold": POSITIVE,
+        "decay_rate": Number(high=0.0),
+        "beta1": Number(0.0, 1.0, high_open=True, optional=True),
+        "scale_parameter": Flag(),
+        "relative_step": Flag(),
+        "warmup_init": Flag(),
+    }
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | None = None,
+        eps: tuple[float, float] = (1e-30, 1e-3),
+        clip_threshold: float = 1.0,
+        decay_rate: float = -0.8,
+        beta1: float | None = None,
+        weight_decay: float = 0.0,
+        scale_parameter: bool = True,
+        relative_step: bool = True,
+        warmup_init: bool = False,
+        **unexpected: Any,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            eps=eps,
+            clip_threshold=clip_threshold,
+            decay_rate=decay_rate,
+            beta1=beta1,
+            weight_decay=weight_decay,
+            scale_parameter=scale_parameter,
+            relative_step=relative_step,
+            warmup_init=warmup_init,
+        )
+        super().__init__(params, defaults, unexpected)
+
+    def _check_group(self, where: str, group: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        if group["lr"] is not None and group["relative_step"]:
+            raise ValueError(
+                f"{owner}: {where}: lr={group['lr']!r} with relative_step=True is not allowed; "
+                "set relative_step=False to use a fixed lr, or lr=None for the relative step"
+            )
+        if group["lr"] is None and not group["relative_step"]:
+            raise ValueError(f"{owner}: {where}: lr=None needs relative_step=True; give a number for lr")
+        if group["warmup_init"] and not group["relative_step"]:
+            raise ValueError(f"{owner}: {where}: warmup_init=True needs relative_step=True")
+
+    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
+        # The second moment's shape depends on the parameter: created in _update.
+        return {"exp_avg": float32_zeros} if group["beta1"] is not None else {}
+
+    def _step_size(self, group: dict[str, Any], step: int, param_rms: Tensor) -> Tensor | float:
+        size = group["lr"]
+        if group["relative_step"]:
+            size = min(1e-6 * step if group["warmup_init"] else 1e-2, 1.0 / math.sqrt(step))
+        if group["scale_parameter"]:
+            return param_rms.clamp(min=group["eps"][1]) * size
+        return size
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+        if "exp_avg_sq" not in state and "exp_avg_sq_row" not in state:
+            state.update(second_moment_state(p))
+        state["RMS"] = rms_by_norm(p)
+        step_size = self._step_size(group, step, state["RMS"])
+        beta2 = 1.0 - math.pow(step, group["decay_rate"])
+
+        update = adafactor_normalize_(state, grad, beta2, group["eps"][0])
+        update.div_((rms_by_norm(update) / group["clip_threshold"]).clamp_(min=1.0))
+        update.mul_(step_size)
+        if group["beta1"] is not None:
+            update = state["exp_avg"].mul_(group["beta1"]).add_(update, alpha=1 - group["beta1"])
+        if group["weight_decay"] != 0:
+            p.sub_(p * (group["weight_decay"] * step_size))
+        p.sub_(update)

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..base import PersonalizedOptimizer, StateInit
+from ..blocks import adafactor_normalize_, kahan_add_, rms_by_norm, second_moment_state
+from ..validation import BETA, NON_NEGATIVE, POSITIVE, UNIT, Flag, Numbers, Rule
+
+#: Start lrs above this are replaced by :data:`FALLBACK_START_LR`, as in the original.
+HIGHEST_START_LR = 1e-3
+FALLBACK_START_LR = 1e-6
+
+
+def quantize_lr_mask(lr: Tensor) -> tuple[Tensor, Tensor]:
+    """int8 codes and float32 scale (``absmax / 127``) of a per-element lr tensor."""
+    absmax = lr.abs().amax()
+    scale = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
+    return (lr / scale).round_().clamp_(-127, 127).to(torch.int8), scale
+
+
+class Automagic(PersonalizedOptimizer):
+    """Automagic: Adafactor-style normalisation with a per-element learning rate that grows while the sign holds.
+
+    Every element keeps its own lr (stored as int8): it rises by ``lr_bump``
+    while the update keeps its sign and falls by ``lr_bump`` when it flips,
+    within ``[min_lr, max_lr]``. No lr schedule is needed (or used).
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: the starting per-element lr. Values above 1e-3 start at 1e-6
+            instead (with a warning), as in the original. Schedulers have no effect.
+        min_lr: lowest per-element lr.
+        max_lr: highest per-element lr.
+        lr_bump: how much an element's lr moves per step.
+        eps: ``(eps_g, unused)``: added to g² (the second value is kept for
+            Adafactor-style configs).
+        clip_threshold: cap on the RMS of the normalised update.
+        beta2: EMA beta of the (factored) second moment.
+        weight_decay: decoupled decay, scaled by each element's lr.
+        do_paramiter_swapping: train only a random ``paramiter_swapping_factor``
+            share of the parameters (chosen once, at construction, by turning
+            ``requires_grad`` off for the rest).
+        paramiter_swapping_factor: share of parameters kept trainable.
+
+    Differences from the original / known quirks:
+        * Kept: the lr mask is re-quantised to int8 every step, so an
+          element's lr has about 8 bits of resolution relative to the
+          tensor's largest lr; the first step lowers the lr where the update
+          is positive (the previous polarity starts all-negative).
+        * Kept: bf16 parameters are updated with Kahan summation (``shift``).
+        * Fixed: bf16 parameters with ``weight_decay=0`` (the default) raised
+          UnboundLocalError at the first step.
+        * Fixed: the closure runs with grad enabled (the original ran it under
+          ``no_grad``); no host synchronisation (the int8 scale stays a tensor).
+        * Changed: gradients are left in ``p.grad`` (the original moved them
+          into a private buffer with a backward hook); the second moment is
+          float32 from the first step; ``min_lr``, ``max_lr`` and ``lr_bump``
+          may differ per param group; float16 parameters round stochastically
+          on float16's grid.
+    """
+
+    rule_overrides: ClassVar[Mapping[str, Rule]] = {
+        "min_lr": NON_NEGATIVE,
+        "max_lr": NON_NEGATIVE,
+        "lr_bump": NON_NEGATIVE,
+        "eps": Numbers(2, NON_NEGATIVE),
+        "clip_threshold": POSITIVE,
+        "beta2": BETA,
+        "do_paramiter_swapping": Flag(),
+        "paramiter_swapping_factor": UNIT,
+    }
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-6,
+        min_lr: float = 1e-7,
+        max_lr: float = 1e-3,
+        lr_bump: float = 1e-6,
+        eps: tuple[float, float] = (1e-30, 1e-3),
+        clip_threshold: float = 1.0,
+        beta2: float = 0.999,
+        weight_decay: float = 0.0,
+        do_paramiter_swapping: bool = False,
+        paramiter_swapping_factor: float = 0.1,
+        **unexpected: Any,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            lr_bump=lr_bump,
+            eps=eps,
+            clip_threshold=clip_threshold,
+            beta2=beta2,
+            weight_decay=weight_decay,
+            do_paramiter_swapping=do_paramiter_swapping,
+            paramiter_swapping_factor=paramiter_swapping_factor,
+        )
+        super().__init__(params, defaults, unexpected)
+        if self.defaults["lr"] > HIGHEST_START_LR:
+            warnings.warn(
+                f"Automagic: start lr {lr} is above {HIGHEST_START_LR}; starting at {FALLBACK_START_LR} instead "
+                "(Automagic adapts each element's lr itself, between min_lr and max_lr)",
+                stacklevel=2,
+            )
+        if do_paramiter_swapping:
+            self.swap_parameters(paramiter_swapping_factor)
+
+    def _check_group(self, where: str, group: dict[str, Any]) -> None:
+        if group["min_lr"] > group["max_lr"]:
+            raise ValueError(
+                f"Automagic: {where}: min_lr={group['min_lr']!r} is above max_lr={group['max_lr']!r}; "
+                "expected min_lr <= max_lr"
+            )
+
+    def swap_parameters(self, share: float) -> None:
+        """Keep a random ``share`` of all parameter elements trainable; freeze the rest."""
+        params = [p for group in self.param_groups for p in group["params"]]
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+        random.shuffle(params)
+        target, total = int(sum(p.numel() for p in params) * share), 0
+        for p in params:
+            total += p.numel()
+            if total >= target:
+                break
+            p.requires_grad_(True)
+
+    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
+        return {"last_polarity": lambda p, grad: torch.zeros_like(p, dtype=torch.bool)}
+
+    def _start_lr_mask(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        start = group["lr"] if group["lr"] <= HIGHEST_START_LR else FALLBACK_START_LR
+        codes, scale = quantize_lr_mask(torch.full_like(p, start, dtype=torch.float32))
+        return {"lr_mask": codes, "lr_mask_scale": scale}
+
+    def _step_parameter(self, p: Tensor, group: dict[str, Any]) -> None:
+        if p.requires_grad:
+            super()._step_parameter(p, group)
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+        if "lr_mask" not in state:
+            state.update(self._start_lr_mask(p, group), **second_moment_state(p))
+        state["RMS"] = rms_by_norm(p)
+        update = adafactor_normalize_(state, grad, group["beta2"], group["eps"][0])
+        update.div_((rms_by_norm(update) / group["clip_threshold"]).clamp_(min=1.0))
+
+        polarity = update > 0
+        bump = torch.where(polarity == state["last_polarity"], group["lr_bump"], -group["lr_bump"])
+        state["last_polarity"] = polarity
+        lr = (state["lr_mask"].float() * state["lr_mask_scale"] + bump).clamp_(group["min_lr"], group["max_lr"])
+        state["lr_mask"], state["lr_mask_scale"] = quantize_lr_mask(lr)
+        state["avg_lr"] = lr.mean()
+
+        update.mul_(lr)
+        if group["weight_decay"] != 0:
+            p.add_(p * -group["weight_decay"] * lr)
+        p.sub_(update)
+
+    def _write_param(self, p: Tensor, p32: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        if p.dtype != torch.bfloat16:
+            super()._write_param(p, p32, state, group)
+            return
+        shift = state.setdefault("shift", torch.zeros_like(p))
+        kahan_add_(p, shift, p32 - p.float())

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from ..base import PersonalizedOptimizer, StateInit, grad_squared, zeros
+from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize_guarded
+from ..resets import persona_clock, reset_now
+
+
+class PersonaOptimizer(PersonalizedOptimizer):
+    """PersonaOptimizer: atan2-Adam with momentum amplification, an optional variance "focus boost" and resets.
+
+    An Adam-like step taken through ``atan2`` (bounded by ``2 * lr`` per
+    element before boosts and decay), whose second moment starts at g², with
+    optional OrthoGrad, cautious masking, state resets and weight constraining.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: step size.
+        betas: ``(beta1, beta2)`` of the gradient EMA and the squared EMA.
+        weight_decay: weight decay added to the update (ignored with ``constrain``).
+        weight_decay_rate: the decay fades as ``weight_decay_rate ** (t - 1)``; 1 keeps it.
+        amp_factor: weight of the bias-corrected momentum added to the gradient.
+        focus_boost: boost updates where the gradient variance is high
+            (0 off; 0.01 to 0.5 if used). Costs one more state tensor.
+        focus_eps: stabiliser of the variance normalisation.
+        reset_interval: reset the state every this many steps (0: never).
+        reset_increment: each reset lengthens the next interval by this much.
+        orthograd: remove the gradient component along the weights (matrices
+            and convolutions).
+        constrain: shrink the weights by ``(1 - lr)`` every step instead of
+            weight decay.
+        cautious_min: 1 turns the cautious mask off, 0 applies it fully.
+        stochastic_fp: stochastic rounding for bf16/fp16 parameters and state.
+        eps: stabiliser of the denominators.
+
+    Differences from the original / known quirks:
+        * Kept: the second moment starts at g², so the first step is about
+          ``1.41 * lr`` per element with ``amp_factor=1``.
+        * Kept: ``constrain`` shrinks the weights whatever ``weight_decay`` is.
+        * Kept: OrthoGrad uses the constructor's ``eps``, not the group's.
+        * Fixed: OrthoGrad no longer writes into ``p.grad``; no host
+          synchronisation (its ``if`` tests became tensor selects).
+        * Changed: ``ema_grad_var`` is written back with stochastic rounding
+          like the other state (the original rounded it to nearest), and
+          float16 rounds stochastically on float16's grid.
+    """
+
+    write_param_first: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.95, 0.999),
+        weight_decay: float = 0.0,
+        weight_decay_rate: float = 1.0,
+        amp_factor: float = 1.0,
+        focus_boost: float = 0.0,
+        focus_eps: float = 1e-7,
+        reset_interval: int = 0,
+        reset_increment: int = 0,
+        orthograd: bool = False,
+        constrain: bool = False,
+        cautious_min: float = 1.0,
+        stochastic_fp: bool = True,
+        eps: float = 1e-8,
+        **unexpected: Any,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            weight_decay=weight_decay,
+            weight_decay_rate=weight_decay_rate,
+            amp_factor=amp_factor,
+            focus_boost=focus_boost,
+            focus_eps=focus_eps,
+            reset_interval=reset_interval,
+            reset_increment=reset_increment,
+            orthograd=orthograd,
+            constrain=constrain,
+            cautious_min=cautious_min,
+            stochastic_fp=stochastic_fp,
+            eps=eps,
+        )
+        super().__init__(params, defaults, unexpected)
+
+    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
+        inits: dict[str, StateInit] = {"ema": zeros, "ema_squared": grad_squared}
+        if group["focus_boost"] > 0:
+            inits["ema_grad_var"] = zeros
+        return inits
+
+    def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        if group["orthograd"] and p.dim() >= 2:
+            return orthogonalize_guarded(p, grad, self.defaults["eps"])
+        return grad
+
+    def _advance_step(self, state: dict[str, Any], group: dict[str, Any]) -> int:
+        return persona_clock(state, group)
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+        beta1, beta2 = group["betas"]
+        eps, lr = group["eps"], group["lr"]
+        ema, ema_sq = state["ema"], state["ema_squared"]
+        if reset_now(state, step, "times_reset"):
+            ema.zero_()
+            ema_sq.copy_(grad.square())
+            if "ema_grad_var" in state:
+                state["ema_grad_var"].zero_()
+        bias_correction = max(1 - beta1**step, eps)
+        sq_bias_correction = max((1 - beta2**step) ** 0.5, eps)
+
+        ema.mul_(beta1).add_(grad, alpha=1 - beta1)
+        ema_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = ema_sq.sqrt().add_(eps * sq_bias_correction)
+        update = grad.add(ema / bias_correction, alpha=group["amp_factor"]).atan2(denom).mul_(ATAN2_SCALE)
+
+        if group["focus_boost"] > 0:
+            grad_var = state["ema_grad_var"]
+            variance = (ema_sq - ema.square()).clamp_(min=0)
+            grad_var.mul_(beta2).add_(variance, alpha=1 - beta2)
+            relative = (variance / grad_var.sqrt().add_(group["focus_eps"])).clamp_(0, 5.0)
+            update.mul_(1.0 + group["focus_boost"] * relative)
+        decay = group["weight_decay"] * group["weight_decay_rate"] ** (step - 1)
+        if decay > 0 and not group["constrain"]:
+            update.add_(p, alpha=decay)
+        if group["cautious_min"] < 1:
+            update.mul_(cautious_floor(update, grad, floor=group["cautious_min"], mean_floor=eps, strict=False))
+        if group["constrain"]:
+            p.mul_(1 - lr)
+        p.add_(update, alpha=-lr)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor
+
+from ..base import PersonalizedOptimizer, StateInit, grad_squared, zeros
+from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize, rms, scion_lmo, soft_beta
+from ..resets import interval_clock, reset_now
+
+
+class SCORN(PersonalizedOptimizer):
+    """SCORN: REMASTER-style atan2 momentum on Scion's spectral LMO (Newton-Schulz orthogonalised gradients).
+
+    The gradient is RMS-capped and mapped through Scion's "AUTO" norm
+    (orthogonalised matrices and convolutions, normalised vectors), then
+    amplified by its adaptively masked EMA and divided through ``atan2`` by the
+    previous step's EMA of the squared result.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: step size (the Chroma trainer's default config uses 1e-4).
+        betas: ``(beta1, beta2)``: beta1 for the gradient EMA, beta2 for the
+            squared EMA (through the soft beta).
+        focus_ratio: FOCUS "valley attraction" towards the EMA of the weights
+            (0 off; 0.1 typical, 0 to 0.2). Costs one more state tensor.
+        weight_decay: weight decay added to the update, fading as
+            ``weight_decay_rate ** t`` (ignored with ``constrain``).
+        weight_decay_rate: per-step fading of the weight decay.
+        amp: Compass amplification of the EMA added to the gradient.
+        reset_interval: reset the EMAs every this many steps (0: never; >= 100 if used).
+        reset_increment: each reset lengthens the next interval by this much.
+        orthograd: remove the gradient component along the weights first.
+        spectral_update_scale: multiplies the update; with ``constrain``,
+            divide the lr by it.
+        constrain: shrink the weights by ``(1 - lr)`` every step instead of
+            weight decay.
+        cautious_min: 1 turns the cautious mask off, 0 applies it fully.
+        stochastic_fp: stochastic rounding for bf16/fp16 parameters and state.
+
+    Differences from the original / known quirks:
+        * Kept: ``ema_squared`` starts at the raw g² while the numerator is
+          LMO-normalised, so the first denominator is on another scale.
+        * Kept: convolution updates are scaled by ``1/k²`` and are much smaller.
+        * Kept: the step counter is per parameter; with resets it counts the
+          steps since the last reset.
+        * Fixed: the original modified ``p.grad`` in place (OrthoGrad, RMS cap,
+          normalisation); the caller's gradient is now left alone.
+        * Fixed: ``param_groups.index(group)`` crashed with two groups of the
+          same size; the broken ``init()`` helper (KeyError on ``scale``) is
+          not provided.
+        * Changed: float16 parameters round stochastically on float16's grid.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.95, 0.9999),
+        focus_ratio: float = 0.0,
+        weight_decay: float = 0.0,
+        weight_decay_rate: float = 0.998,
+        amp: float = 5.0,
+        reset_interval: int = 0,
+        reset_increment: int = 0,
+        orthograd: bool = False,
+        spectral_update_scale: float = 1.0,
+        constrain: bool = False,
+        cautious_min: float = 1.0,
+        stochastic_fp: bool = True,
+        **unexpected: Any,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            focus_ratio=focus_ratio,
+            weight_decay=weight_decay,
+            weight_decay_rate=weight_decay_rate,
+            amp=amp,
+            reset_interval=reset_interval,
+            reset_increment=reset_increment,
+            orthograd=orthograd,
+            spectral_update_scale=spectral_update_scale,
+            constrain=constrain,
+            cautious_min=cautious_min,
+            stochastic_fp=stochastic_fp,
+        )
+        super().__init__(params, defaults, unexpected)
+
+    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
+        inits: dict[str, StateInit] = {"ema": zeros, "ema_squared": grad_squared}
+        if group["focus_ratio"] > 0:
+            inits["pbar"] = zeros
+        return inits
+
+    def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        if group["orthograd"] and p.dim() >= 2:
+            return orthogonalize(p, grad, norm_floor=1e-6)
+        return grad
+
+    def _advance_step(self, state: dict[str, Any], group: dict[str, Any]) -> int:
+        return interval_clock(state, group)
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+        beta1, beta2 = group["betas"]
+        ema, ema_sq = state["ema"], state["ema_squared"]
+        if reset_now(state, step, "times_zero"):
+            ema.zero_()
+            ema_sq.copy_(grad.square())
+            if "pbar" in state:
+                state["pbar"].zero_()
+        sq_beta = soft_beta(beta2, step)
+        bias_correction = 1 - beta1**step
+        sq_bias_correction = (1 - sq_beta**step) ** 0.5
+
+        grad = scion_lmo(grad / rms(grad).clamp(min=1.0))
+        ema.mul_(cautious_floor(grad, ema, floor=beta1, mean_floor=1e-3))
+        ema.mul_(beta1).add_(grad, alpha=1 - beta1)
+
+        corrected = grad.add(ema / bias_correction, alpha=group["amp"])
+        denom = ema_sq.sqrt() / sq_bias_correction
+        ema_sq.mul_(sq_beta).addcmul_(corrected, corrected, value=1 - sq_beta)
+        update = corrected.atan2(denom).mul_(ATAN2_SCALE).mul_(group["spectral_update_scale"])
+
+        if group["focus_ratio"] > 0:
+            pbar = state["pbar"]
+            pbar.lerp_(p, 1 - beta1)
+            update.add_(p - pbar / bias_correction, alpha=group["focus_ratio"])
+        if group["weight_decay"] != 0 and not group["constrain"]:
+            update.add_(p, alpha=group["weight_decay"] * group["weight_decay_rate"] ** step)
+        if group["cautious_min"] != 1:
+            update.mul_(cautious_floor(update, grad, floor=group["cautious_min"], mean_floor=1e-3))
+        if group["constrain"]:
+            p.mul_(1 - group["lr"])
+        p.add_(update, alpha=-group["lr"])
