@@ -9,6 +9,7 @@ ever synchronises the host with the device.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -227,6 +228,24 @@ def newton_schulz6(matrix: Tensor) -> Tensor:
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x.T if transposed else x
+
+
+def scion_init(p: Tensor) -> Tensor:
+    """A fresh value for ``p`` matching :func:`scion_lmo`'s norms (computed in float64).
+
+    Vectors and scalars: zeros. Matrices: orthogonal times ``sqrt(d_out / d_in)``.
+    Convolutions: an orthogonal ``(d_out, d_in)`` matrix per kernel position,
+    times ``sqrt(d_out / d_in) / k^2``.
+    """
+    value = torch.zeros_like(p, dtype=torch.float64)
+    if p.dim() <= 1 or p.numel() == 0:
+        return value.to(p.dtype)
+    d_out, d_in = p.shape[:2]
+    if p.dim() == 2:
+        return (torch.nn.init.orthogonal_(value) * math.sqrt(d_out / d_in)).to(p.dtype)
+    for position in itertools.product(*(range(size) for size in p.shape[2:])):
+        torch.nn.init.orthogonal_(value[(..., *position)])
+    return (value * (math.sqrt(d_out / d_in) / p.shape[2] ** 2)).to(p.dtype)
 
 
 def scion_lmo(grad: Tensor) -> Tensor:

@@ -3,10 +3,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, grad_squared, zeros
-from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize, rms, scion_lmo, soft_beta
+from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize, rms, scion_init, scion_lmo, soft_beta
 from ..resets import interval_clock, reset_now
 
 
@@ -48,8 +49,8 @@ class SCORN(PersonalizedOptimizer):
         * Fixed: the original modified ``p.grad`` in place (OrthoGrad, RMS cap,
           normalisation); the caller's gradient is now left alone.
         * Fixed: ``param_groups.index(group)`` crashed with two groups of the
-          same size; the broken ``init()`` helper (KeyError on ``scale``) is
-          not provided.
+          same size; ``init()`` raised KeyError and now takes ``scale`` as an
+          argument.
         * Changed: float16 parameters round stochastically on float16's grid.
     """
 
@@ -134,3 +135,16 @@ class SCORN(PersonalizedOptimizer):
         if group["constrain"]:
             p.mul_(1 - group["lr"])
         p.add_(update, alpha=-group["lr"])
+
+    @torch.no_grad()
+    def init(self, scale: float = 1.0) -> None:
+        """Re-initialise every parameter the way Scion's "AUTO" norms expect, times ``scale``.
+
+        Only for training from scratch: vectors become zeros, matrices scaled
+        orthogonal matrices, convolutions scaled orthogonal kernels. Never call
+        it on a pretrained model or a LoRA. (The original's ``init()`` read a
+        ``scale`` key that no group has, and always raised KeyError.)
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.copy_(scion_init(p) * scale)
