@@ -10,7 +10,7 @@ import torch
 
 import personalized
 
-from conftest import ALL_FEATURES, FIXED_LR, fill_grads, make_params
+from conftest import ALL_FEATURES, FIXED_LR, HOST_SYNC_BY_DESIGN, fill_grads, make_params
 
 HALF = [torch.bfloat16, torch.float16]
 
@@ -126,6 +126,8 @@ def test_sync_trap_catches_a_sync() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_step_does_not_synchronise_with_the_host(optimizer_class: type, dtype: torch.dtype) -> None:
+    if optimizer_class.__name__ in HOST_SYNC_BY_DESIGN:
+        pytest.skip("prodigyopt computes its step size d on the host (documented)")
     params = make_params(dtype=dtype)
     optimizer = optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__])
     for seed in range(3):
