@@ -281,7 +281,7 @@ def test_prodigy_specific_rules() -> None:
     assert type(optimizer.defaults["slice_p"]) is int
     with pytest.raises(ValueError, match=r"growth_rate=0\.5 is not allowed; expected a finite number >= 1, or inf"):
         Prodigy(params, growth_rate=0.5)
-    with pytest.raises(ValueError, match=r"slice_p=1\.5 is not allowed; expected an integer >= 1"):
+    with pytest.raises(ValueError, match=r"slice_p=1\.5 is not allowed; expected a whole number >= 1"):
         Prodigy(params, slice_p=1.5)
     with pytest.raises(ValueError, match=r"eps=0 is not allowed; expected a finite number > 0"):
         Prodigy(params, eps=0)

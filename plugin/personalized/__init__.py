@@ -5,7 +5,10 @@ Every optimizer keeps its original class name and constructor keywords, so
 ``FCompass``. Look optimizers up by name with :func:`get_optimizer`.
 """
 
+from . import presets
 from .base import PersonalizedOptimizer
+from .factory import create_optimizer
+from .nan_guard import NaNGuard
 from .optimizers import (
     REMASTER,
     SCORN,
@@ -34,10 +37,13 @@ __all__ = [
     "FMARSCrop",
     "FMARSCrop_ExMachina",
     "FishMonger",
+    "NaNGuard",
     "PersonaOptimizer",
     "PersonalizedOptimizer",
     "available",
+    "create_optimizer",
     "get_optimizer",
+    "presets",
 ]
 
 

@@ -119,7 +119,8 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     #: Write the parameter back before the state (the draw order of some originals).
     write_param_first: ClassVar[bool] = False
 
-    def _check_group(self, where: str, group: dict[str, Any]) -> None:
+    @classmethod
+    def _check_group(cls, where: str, group: dict[str, Any]) -> None:
         """Rules that involve several hyperparameters at once (raise ValueError)."""
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
@@ -154,31 +155,56 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             if self.group_step:
                 group["step"] = group.get("step", 0) + 1
-            for p in group["params"]:
-                if p.grad is not None and p.numel() > 0:
-                    self._step_parameter(p, group)
+            for p in self._stepped_params(group):
+                self._step_parameter(p, group)
         return loss
 
-    def _step_parameter(self, p: Tensor, group: dict[str, Any]) -> None:
+    @torch.no_grad()
+    def update_is_finite(self) -> Tensor:
+        """Whether the next ``step()`` would leave every parameter and state tensor finite.
+
+        Runs the update on scratch copies (nothing is changed and no random
+        number is drawn) and returns a 0-dim bool tensor, so the caller pays
+        a single host sync for the whole model. Used by
+        :class:`personalized.NaNGuard`.
+        """
+        checks = []
+        for group in self.param_groups:
+            trial_group = dict(group, step=group.get("step", 0) + 1) if self.group_step else group
+            checks += [self._step_parameter(p, trial_group, trial=True) for p in self._stepped_params(group)]
+        return torch.stack(checks).all() if checks else torch.tensor(True)
+
+    @staticmethod
+    def _stepped_params(group: dict[str, Any]) -> list[Tensor]:
+        """Parameters with a gradient; empty tensors have nothing to update."""
+        return [p for p in group["params"] if p.grad is not None and p.numel() > 0]
+
+    def _step_parameter(self, p: Tensor, group: dict[str, Any], trial: bool = False) -> Tensor | None:
+        """Update one parameter; with ``trial``, on copies, returning whether all results are finite."""
         if p.grad.is_sparse:
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         grad = self._prepare_grad(p, p.grad, group)
         state = self.state[p]
+        if trial:
+            state = {name: value.clone() if torch.is_tensor(value) else value for name, value in state.items()}
         inits = self._state_init(group)
         for name, init in inits.items():
             if name not in state:
                 state[name] = init(p, grad)
         step = self._advance_step(state, group)
 
-        if p.dtype not in LOW_PRECISION:
+        if p.dtype not in LOW_PRECISION and not trial:
             self._update(p, grad.to(p.dtype), state, group, step)
-            return
+            return None
         low = [name for name in inits if state[name].dtype in LOW_PRECISION]
         work = dict(state)
         for name in low:
             work[name] = state[name].float()
-        p32 = p.float()
-        self._update(p32, grad.float(), work, group, step)
+        p32 = p.float() if p.dtype in LOW_PRECISION else p.clone()
+        self._update(p32, grad.to(p32.dtype), work, group, step)
+        if trial:
+            results = [p32, *(value for value in work.values() if torch.is_tensor(value) and value.is_floating_point())]
+            return torch.stack([torch.isfinite(result).all() for result in results]).all()
         round_ = self._round(group)
         if self.write_param_first:
             self._write_param(p, p32, state, group)
@@ -189,3 +215,4 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
                 state[name] = value
         if not self.write_param_first:
             self._write_param(p, p32, state, group)
+        return None

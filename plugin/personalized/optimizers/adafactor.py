@@ -84,8 +84,9 @@ class EnhancedAdafactor(PersonalizedOptimizer):
         )
         super().__init__(params, defaults, unexpected)
 
-    def _check_group(self, where: str, group: dict[str, Any]) -> None:
-        owner = type(self).__name__
+    @classmethod
+    def _check_group(cls, where: str, group: dict[str, Any]) -> None:
+        owner = cls.__name__
         if group["lr"] is not None and group["relative_step"]:
             raise ValueError(
                 f"{owner}: {where}: lr={group['lr']!r} with relative_step=True is not allowed; "

@@ -113,7 +113,8 @@ class Automagic(PersonalizedOptimizer):
         if do_paramiter_swapping:
             self.swap_parameters(paramiter_swapping_factor)
 
-    def _check_group(self, where: str, group: dict[str, Any]) -> None:
+    @classmethod
+    def _check_group(cls, where: str, group: dict[str, Any]) -> None:
         if group["min_lr"] > group["max_lr"]:
             raise ValueError(
                 f"Automagic: {where}: min_lr={group['min_lr']!r} is above max_lr={group['max_lr']!r}; "
@@ -142,9 +143,10 @@ class Automagic(PersonalizedOptimizer):
         codes, scale = quantize_lr_mask(torch.full_like(p, start, dtype=torch.float32))
         return {"lr_mask": codes, "lr_mask_scale": scale}
 
-    def _step_parameter(self, p: Tensor, group: dict[str, Any]) -> None:
-        if p.requires_grad:
-            super()._step_parameter(p, group)
+    @staticmethod
+    def _stepped_params(group: dict[str, Any]) -> list[Tensor]:
+        """Also skips parameters frozen by parameter swapping."""
+        return [p for p in PersonalizedOptimizer._stepped_params(group) if p.requires_grad]
 
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
         if "lr_mask" not in state:
