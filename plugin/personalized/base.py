@@ -118,6 +118,8 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
 
     #: Write the parameter back before the state (the draw order of some originals).
     write_param_first: ClassVar[bool] = False
+    #: Whether :meth:`update_is_finite` can try the update out (it needs the per-parameter update).
+    supports_trial_update: ClassVar[bool] = True
 
     @classmethod
     def _check_group(cls, where: str, group: dict[str, Any]) -> None:

@@ -11,8 +11,9 @@ host synchronisation per step, not one per parameter. A step that fails is
 skipped: parameters and optimizer state stay exactly as they were. After
 ``patience`` skipped steps the guard applies the preset's next fallback (for
 example ``diff_mult=0``) to every param group of the live optimizer and warns
-once, in plain words. For other optimizers only the gradients can be checked
-before the step.
+once, in plain words. For Prodigy (whose step size is global) and for
+optimizers from other packages only the gradients can be checked before the
+step.
 """
 
 from __future__ import annotations
@@ -87,9 +88,8 @@ class NaNGuard(torch.optim.Optimizer):
     def _step_is_finite(self) -> Tensor:
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         checks = [torch.isfinite(grad).all() for grad in grads]
-        update_is_finite = getattr(self.optimizer, "update_is_finite", None)
-        if checks and callable(update_is_finite):
-            checks.append(update_is_finite())
+        if checks and getattr(self.optimizer, "supports_trial_update", False):
+            checks.append(self.optimizer.update_is_finite())
         return torch.stack(checks).all() if checks else torch.tensor(True)
 
     def _skip(self) -> None:

@@ -123,6 +123,9 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
           grad enabled.
     """
 
+    #: d is global, so a step cannot be tried out one parameter at a time (NaNGuard checks gradients only).
+    supports_trial_update: ClassVar[bool] = False
+
     rule_overrides: ClassVar[dict[str, Rule]] = {
         "beta3": dataclasses.replace(BETA, optional=True),
         "eps": POSITIVE,
