@@ -7,9 +7,10 @@ import warnings
 
 import pytest
 import torch
-from conftest import ALL_FEATURES, fill_grads, make_params
 
 import personalized
+
+from conftest import ALL_FEATURES, fill_grads, make_params
 
 PRESET = "advice/FMARSCrop_ExMachina-adaptive-eps"
 
@@ -143,5 +144,5 @@ def test_guard_works_with_any_optimizer_and_a_scheduler() -> None:
 def test_bad_guard_settings_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="patience=0 is not allowed"):
         personalized.NaNGuard(personalized.FCompass(make_params()), patience=0)
-    with pytest.raises(TypeError, match="wraps a torch.optim.Optimizer"):
+    with pytest.raises(TypeError, match=r"wraps a torch\.optim\.Optimizer"):
         personalized.NaNGuard(object())  # type: ignore[arg-type]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_params
 
 import personalized
 from personalized import presets
 from personalized.presets import PresetError
+
+from conftest import make_params
 
 GOOD = """\
 optimizer: FCompass
