@@ -1,20 +1,140 @@
-"""The ``personalized`` command line."""
+"""The ``personalized`` command line: list, show, presets, export.
+
+Bad input exits with code 2 and a one-line message, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 
-from .registry import OPTIONAL, available, summary
+from . import exporters, presets
+from .docstrings import argument_help, quirks
+from .registry import OPTIONAL, available, get_optimizer, summary
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+def colour(text: str, code: str) -> str:
+    """ANSI-styled ``text`` when stdout is a terminal and NO_COLOR is not set."""
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    return f"\033[{code}m{text}\033[0m"
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    """A plain-text table; the last column wraps to the terminal width."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    lead = sum(widths) + 2 * len(widths)
+    last = max(30, shutil.get_terminal_size((100, 20)).columns - lead)
+    lines = []
+    for index, row in enumerate([header, *rows]):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        wrapped = textwrap.wrap(row[-1], last) or [""]
+        first = "  ".join([*cells, wrapped[0]])
+        lines.append(colour(first, "1") if index == 0 else first)
+        lines += [" " * lead + more for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 def _list(args: argparse.Namespace) -> int:
-    names = available()
-    width = max(len(name) for name in names)
-    for name in names:
-        needs = f"  [extra: {OPTIONAL[name].extra}]" if name in OPTIONAL else ""
-        print(f"{name:<{width}}  {summary(name)}{needs}")
+    rows = []
+    for name in available():
+        extra = f" [needs the {OPTIONAL[name].extra} extra]" if name in OPTIONAL else ""
+        rows.append((colour(name, "36"), summary(name).split(": ", 1)[-1] + extra))
+    print(table(rows, ("optimizer", "what it is")))
+    return 0
+
+
+def _load_class(name: str) -> type:
+    try:
+        return get_optimizer(name)
+    except (ValueError, TypeError, ImportError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _show(args: argparse.Namespace) -> int:
+    cls = _load_class(args.name)
+    print(colour(cls.__name__, "1;36") + "  " + summary(cls.__name__).split(": ", 1)[-1])
+    helps, rules = argument_help(cls), cls.hyperparameter_rules()
+    rows = [
+        (key, repr(default), f"{rules[key].describe()}. {helps.get(key, '')}".strip())
+        for key, default in cls.hyperparameter_defaults().items()
+    ]
+    print()
+    print(table(rows, ("hyperparameter", "default", "allowed, and when to touch it")))
+    text = quirks(cls)
+    if text:
+        print()
+        print(text)
+    names = [name for name in presets.available() if _preset_optimizer(name) == cls.__name__]
+    if names:
+        print()
+        print("presets: " + ", ".join(names))
+    return 0
+
+
+def _preset_optimizer(name: str) -> str | None:
+    try:
+        return presets.load(name).optimizer
+    except (ImportError, ValueError):
+        return None
+
+
+def _load_preset(name: str) -> presets.Preset:
+    try:
+        return presets.load(name)
+    except (ImportError, ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _presets(args: argparse.Namespace) -> int:
+    if args.name:
+        preset = _load_preset(args.name)
+        print(colour(preset.name, "1;36") + f"  ({preset.optimizer})  {preset.description}")
+        print(f"for: trainers {', '.join(preset.trainers)}; models {', '.join(preset.models)}")
+        rows = [
+            (key, repr(value), preset.sources.get(key, ""))
+            for key, value in {"lr": preset.lr, **preset.hyperparameters}.items()
+        ]
+        print()
+        print(table(rows, ("setting", "value", "source")))
+        print()
+        print(preset.advice)
+        if preset.fallbacks:
+            print()
+            print("if training goes NaN, try in order:")
+            for index, fallback in enumerate(preset.fallbacks, start=1):
+                print(f"  {index}. " + ", ".join(f"{k}={v!r}" for k, v in fallback.items()))
+        return 0
+    rows = []
+    for name in presets.available():
+        try:
+            preset = presets.load(name)
+            rows.append((colour(name, "36"), preset.optimizer, preset.description))
+        except ImportError as error:  # pyyaml is missing: nothing can be read
+            raise UsageError(str(error)) from None
+        except ValueError as error:
+            rows.append((colour(name, "36"), "?", f"cannot be loaded: {error}"))
+    print(table(rows, ("preset", "optimizer", "description")))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    preset = _load_preset(args.preset)
+    if args.to == "onetrainer-json":
+        dropped = exporters.onetrainer_unmapped(preset)
+        if dropped:
+            print(f"note: OneTrainer has no field for {', '.join(dropped)}; they keep their defaults", file=sys.stderr)
+    if args.to in ("kohya-args", "kohya_ss-json") and preset.lr is None:
+        print("note: this preset has no lr (relative step); kohya always passes --learning_rate", file=sys.stderr)
+    print(exporters.FORMATS[args.to](preset))
     return 0
 
 
@@ -29,12 +149,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="personalized", description="Niche PyTorch optimizers for LoRA and small models.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.add_parser("list", help="list every optimizer with a one-line description").set_defaults(run=_list)
+    show = commands.add_parser("show", help="an optimizer's hyperparameters, defaults and quirks")
+    show.add_argument("name", help="optimizer name (any case)")
+    show.set_defaults(run=_show)
+    listing = commands.add_parser("presets", help="list the presets (presets show NAME: one in full)")
+    listing.set_defaults(run=_presets, name=None)
+    actions = listing.add_subparsers(dest="action", parser_class=_Parser)
+    actions.add_parser("list", help="list every preset")
+    shown = actions.add_parser("show", help="one preset: values, sources, advice, fallbacks")
+    shown.add_argument("name", help="preset name, e.g. rvc/FCompass")
+    export = commands.add_parser("export", help="print a preset in a trainer's format")
+    export.add_argument("preset", help="preset name, e.g. rvc/FCompass")
+    export.add_argument("--to", required=True, choices=list(exporters.FORMATS), help="target format")
+    export.set_defaults(run=_export)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"personalized: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into head & co.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

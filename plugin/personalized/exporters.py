@@ -1,0 +1,141 @@
+"""Turn a preset into what a trainer's config wants pasted.
+
+Every function takes a :class:`personalized.presets.Preset` and returns text.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from .presets import Preset
+
+#: OneTrainer's optimizer settings live in fixed fields; these are the ones our keywords map to.
+ONETRAINER_FIELDS = {
+    "eps": "eps",
+    "eps2": "eps2",
+    "weight_decay": "weight_decay",
+    "d0": "d0",
+    "d_coef": "d_coef",
+    "growth_rate": "growth_rate",
+    "use_bias_correction": "use_bias_correction",
+    "safeguard_warmup": "safeguard_warmup",
+    "decouple": "decouple",
+    "slice_p": "slice_p",
+    "stochastic_fp": "stochastic_rounding",
+}
+
+
+def python_literal(value: Any) -> str:
+    """``value`` as a Python literal without spaces (kohya's ``ast.literal_eval`` reads it back)."""
+    if isinstance(value, (tuple, list)):
+        items = ",".join(python_literal(item) for item in value)
+        return f"({items},)" if isinstance(value, tuple) and len(value) == 1 else f"({items})"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "\\'") + "'"
+    return repr(value)
+
+
+def kohya_optimizer_args(preset: Preset) -> list[str]:
+    """``key=value`` strings for ``--optimizer_args`` (no spaces, single-quoted strings: GUI-safe)."""
+    return [f"{key}={python_literal(value)}" for key, value in preset.hyperparameters.items()]
+
+
+def kohya_args(preset: Preset) -> str:
+    """A command-line fragment for sd-scripts / musubi-tuner / kohya_ss (``accelerate launch ... <this>``)."""
+    parts = ["--optimizer_type", f"personalized.{preset.optimizer}"]
+    if preset.lr is not None:
+        parts += ["--learning_rate", repr(preset.lr)]
+    args = kohya_optimizer_args(preset)
+    if args:
+        parts += ["--optimizer_args", *args]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def kohya_ss_json(preset: Preset) -> str:
+    """A kohya_ss GUI preset (copy into ``presets/lora/user_presets/``)."""
+    data: dict[str, Any] = {
+        "optimizer": f"personalized.{preset.optimizer}",
+        "optimizer_args": " ".join(kohya_optimizer_args(preset)),
+    }
+    if preset.lr is not None:
+        data["learning_rate"] = preset.lr
+    return json.dumps(data, indent=2)
+
+
+def onetrainer_member(optimizer: str) -> str:
+    """The OneTrainer ``Optimizer`` enum member our integration adds for ``optimizer``."""
+    return "PERSONALIZED_" + optimizer.upper()
+
+
+def onetrainer_settings(preset: Preset) -> dict[str, Any]:
+    """The preset's values in OneTrainer's optimizer field names (betas become beta1/beta2/beta3)."""
+    settings: dict[str, Any] = {"optimizer": onetrainer_member(preset.optimizer)}
+    for key, value in preset.hyperparameters.items():
+        if key == "betas":
+            settings.update({f"beta{index}": beta for index, beta in enumerate(value, start=1)})
+        elif key in ONETRAINER_FIELDS:
+            settings[ONETRAINER_FIELDS[key]] = value
+    return settings
+
+
+def onetrainer_unmapped(preset: Preset) -> list[str]:
+    """Hyperparameters that OneTrainer's fixed config has no field for."""
+    return [key for key in preset.hyperparameters if key != "betas" and key not in ONETRAINER_FIELDS]
+
+
+def onetrainer_json(preset: Preset) -> str:
+    """A partial OneTrainer config (``training_presets/``) carrying the optimizer and its defaults."""
+    settings = onetrainer_settings(preset)
+    data: dict[str, Any] = {
+        "optimizer": settings,
+        "optimizer_defaults": {settings["optimizer"]: settings},
+    }
+    if preset.lr is not None:
+        data["learning_rate"] = preset.lr
+    return json.dumps(data, indent=2)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float) and value == float("inf"):
+        return "inf"
+    return repr(value)
+
+
+def toml(preset: Preset) -> str:
+    """An ``[optimizer]`` table for diffusion-pipe and the Chroma trainer (betas as TOML lists).
+
+    ``None`` values are left out: TOML has no null, and the optimizer's default
+    then applies.
+    """
+    lines = [f"# personalized preset {preset.name}: {preset.description}", "[optimizer]"]
+    lines.append(f"type = {json.dumps('Personalized' + preset.optimizer)}")
+    values = {"lr": preset.lr, **preset.hyperparameters}
+    lines += [f"{key} = {toml_value(value)}" for key, value in values.items() if value is not None]
+    return "\n".join(lines)
+
+
+def plain_json(preset: Preset) -> str:
+    """The preset's constructor call as JSON: optimizer name and keywords."""
+    return json.dumps(
+        {"preset": preset.name, "optimizer": preset.optimizer, "kwargs": preset.kwargs()},
+        indent=2,
+    )
+
+
+#: ``personalized export --to`` formats.
+FORMATS: dict[str, Callable[[Preset], str]] = {
+    "kohya-args": kohya_args,
+    "kohya_ss-json": kohya_ss_json,
+    "onetrainer-json": onetrainer_json,
+    "toml": toml,
+    "json": plain_json,
+}
