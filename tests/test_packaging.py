@@ -40,7 +40,7 @@ def test_bad_command_exits_2_with_one_line() -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     ours = [line for line in result.stderr.splitlines() if line.startswith("personalized")]
-    assert ours == ["personalized: error: argument command: invalid choice: 'lsit' (choose from 'list')"]
+    assert len(ours) == 1 and ours[0].startswith("personalized: error: argument command: invalid choice: 'lsit'")
 
 
 def test_console_script_is_installed() -> None:
