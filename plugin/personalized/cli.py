@@ -6,11 +6,13 @@ Bad input exits with code 2 and a one-line message, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import exporters, presets
 from .docstrings import argument_help, quirks
@@ -138,6 +140,37 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``personalized install`` targets and the integration module serving each.
+INTEGRATIONS = {
+    "kohya": "kohya",
+    "onetrainer": "onetrainer",
+    "rvc": "rvc",
+    "diffusion-pipe": "diffusion_pipe",
+    "chroma": "diffusion_pipe",
+}
+
+
+def _integration(trainer: str) -> object:
+    try:
+        return importlib.import_module(f"{__package__}.integrations.{INTEGRATIONS[trainer]}")
+    except ModuleNotFoundError as error:
+        raise UsageError(
+            f"the {trainer} integration is not available here ({error.name} missing): "
+            "pip install personalized-optimizers into the trainer's environment"
+        ) from None
+
+
+def _install(args: argparse.Namespace) -> int:
+    module = _integration(args.trainer)
+    action = module.install if args.command == "install" else module.uninstall
+    try:
+        lines = action(args.path, args.python)
+    except (OSError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print("\n".join(lines))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but bad input exits with code 2 and one line, never a traceback."""
 
@@ -162,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("preset", help="preset name, e.g. rvc/FCompass")
     export.add_argument("--to", required=True, choices=list(exporters.FORMATS), help="target format")
     export.set_defaults(run=_export)
+    for command, verb in (("install", "enable"), ("uninstall", "disable")):
+        sub = commands.add_parser(command, help=f"{verb} the integration with a trainer")
+        sub.add_argument("trainer", choices=list(INTEGRATIONS), help="the trainer")
+        sub.add_argument("path", nargs="?", type=Path, help="the trainer's folder (where the integration needs it)")
+        sub.add_argument("--python", help="the trainer's Python interpreter (default: the one running this)")
+        sub.set_defaults(run=_install)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""diffusion_pipe integration (in progress)."""

@@ -1,0 +1,1 @@
+"""kohya integration (in progress)."""

@@ -1,0 +1,1 @@
+"""onetrainer integration (in progress)."""

@@ -1,0 +1,49 @@
+"""Write and remove the ``.pth`` files that activate an integration in a trainer's Python environment."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+PREFIX = "personalized-"
+
+
+def site_packages(python: str | None = None) -> Path:
+    """The ``purelib`` folder of the interpreter ``python`` (this one by default)."""
+    if python is None:
+        import sysconfig
+
+        return Path(sysconfig.get_paths()["purelib"])
+    try:
+        result = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise ValueError(f"cannot run the trainer's Python {python!r}: {error}") from None
+    return Path(result.stdout.strip())
+
+
+def pth_path(name: str, python: str | None = None) -> Path:
+    return site_packages(python) / f"{PREFIX}{name}.pth"
+
+
+def write_pth(name: str, module: str, python: str | None = None) -> Path:
+    """Make every interpreter of that environment import ``module`` at start-up.
+
+    The module must be importable there: ``pip install personalized-optimizers``
+    into the trainer's environment first.
+    """
+    path = pth_path(name, python)
+    path.write_text(f"import {module}\n", encoding="utf-8")
+    return path
+
+
+def remove_pth(name: str, python: str | None = None) -> Path | None:
+    path = pth_path(name, python)
+    if path.exists():
+        path.unlink()
+        return path
+    return None

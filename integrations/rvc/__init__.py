@@ -1,0 +1,1 @@
+"""rvc integration (in progress)."""
