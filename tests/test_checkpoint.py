@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 
 from conftest import ALL_FEATURES, fill_grads, make_params
@@ -42,3 +43,80 @@ def test_resume_mid_run_is_bit_identical(optimizer_class: type) -> None:
     resumed = run(optimizer_class, 12, resume_at=5)
     assert all(torch.equal(a, b) for a, b in zip(straight, resumed))
     assert not all(torch.equal(a, b) for a, b in zip(straight, run(optimizer_class, 11)))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_resume_is_bit_identical(optimizer_class: type, dtype: torch.dtype) -> None:
+    """State dtypes survive the round trip (torch would cast float32 state to the parameter's dtype)."""
+
+    def run_half(resume_at: int | None) -> list[torch.Tensor]:
+        params = make_params(dtype=dtype)
+        settings = ALL_FEATURES[optimizer_class.__name__]
+        torch.manual_seed(0)
+        optimizer = optimizer_class(params, **settings)
+        for step in range(8):
+            if step == resume_at:
+                buffer = io.BytesIO()
+                torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, buffer)
+                buffer.seek(0)
+                saved = torch.load(buffer, weights_only=True)
+                optimizer = optimizer_class(params, **settings)
+                optimizer.load_state_dict(saved["optimizer"])
+                torch.set_rng_state(saved["rng"])
+            fill_grads(params, step)
+            optimizer.step()
+        return [p.detach().clone() for p in params]
+
+    assert all(torch.equal(a, b) for a, b in zip(run_half(None), run_half(4)))
+
+
+def adamw_checkpoint(params: list[torch.nn.Parameter]) -> dict:
+    """What a trainer saved while it still trained with AdamW (and an ExponentialLR schedule)."""
+    adamw = torch.optim.AdamW(params, lr=1e-3, betas=(0.8, 0.99), eps=1e-9)
+    torch.optim.lr_scheduler.ExponentialLR(adamw, gamma=0.9)
+    fill_grads(params, 0)
+    adamw.step()
+    return adamw.state_dict()
+
+
+def test_resuming_from_another_optimizers_state_resets_it_with_one_warning(optimizer_class: type) -> None:
+    params = make_params()
+    saved = adamw_checkpoint(params)
+    optimizer = optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__])
+    ours = {key: value for key, value in optimizer.param_groups[0].items() if key not in ("params", "lr")}
+    with pytest.warns(UserWarning, match="holds another optimizer.s state"):
+        optimizer.load_state_dict(saved)
+    assert len(optimizer.state) == 0
+    group = optimizer.param_groups[0]
+    assert group["initial_lr"] == 1e-3 and group["lr"] == 1e-3  # kept for the LR scheduler
+    assert {key: value for key, value in group.items() if key not in ("params", "lr", "initial_lr")} == ours
+    torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9, last_epoch=0)  # RVC resumes like this
+    fill_grads(params, 1)
+    optimizer.step()
+    assert all(torch.isfinite(p).all() for p in params)
+
+
+def test_switching_between_two_of_ours_is_detected() -> None:
+    import personalized
+
+    params = make_params()
+    fcompass = personalized.FCompass(params)
+    fill_grads(params, 0)
+    fcompass.step()
+    fishmonger = personalized.FishMonger(params)
+    with pytest.warns(UserWarning, match="max_ema_squared"):
+        fishmonger.load_state_dict(fcompass.state_dict())
+    fishmonger.step()
+    assert set(fishmonger.state[params[0]]) >= {"momentum_slow", "fim"}
+
+
+def test_own_checkpoint_from_an_older_version_gets_missing_settings() -> None:
+    import personalized
+
+    params = make_params()
+    optimizer = personalized.FCompass(params)
+    saved = optimizer.state_dict()
+    del saved["param_groups"][0]["centralization"]
+    restored = personalized.FCompass(params)
+    restored.load_state_dict(saved)
+    assert restored.param_groups[0]["centralization"] == 1.0

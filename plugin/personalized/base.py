@@ -17,7 +17,9 @@ class does the rest the same way for all of them:
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from typing import Any, ClassVar
 
 import torch
@@ -120,6 +122,11 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     write_param_first: ClassVar[bool] = False
     #: Whether :meth:`update_is_finite` can try the update out (it needs the per-parameter update).
     supports_trial_update: ClassVar[bool] = True
+    #: Every per-parameter state key this optimizer may keep; any other key in a
+    #: checkpoint means the state belongs to another optimizer.
+    state_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Keys a non-empty state must have (state this optimizer cannot create later).
+    required_state_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def _check_group(cls, where: str, group: dict[str, Any]) -> None:
@@ -144,6 +151,59 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     def _round(group: dict[str, Any]) -> Callable[[Tensor, Tensor], Any]:
         """Stochastic rounding unless the group turns it off with ``stochastic_fp=False``."""
         return copy_stochastic_ if group.get("stochastic_fp", True) else Tensor.copy_
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a checkpoint; state saved by another optimizer is reset with one warning.
+
+        Trainers resume a run with whatever optimizer state they saved, also
+        after the user switched optimizers. A state with keys this optimizer
+        does not use (or without keys it needs) is dropped: the weights are
+        kept, this optimizer's state starts fresh, the param groups keep this
+        optimizer's settings and take only ``lr`` and ``initial_lr`` from the
+        checkpoint (LR schedulers resume from those). State tensors keep the
+        dtype they were saved with (torch would cast them to the parameter's).
+        """
+        foreign = self._foreign_state_keys(state_dict["state"])
+        settings = [dict(group) for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        if foreign:
+            for group, mine in zip(self.param_groups, settings):
+                schedule = {key: group[key] for key in ("lr", "initial_lr") if key in group}
+                group.clear()
+                group.update(mine, **schedule)
+            self.state.clear()
+            warnings.warn(
+                f"{type(self).__name__}: the checkpoint holds another optimizer's state "
+                f"({', '.join(foreign)}); the weights are kept and this optimizer starts its state fresh",
+                stacklevel=2,
+            )
+            return
+        for group in self.param_groups:
+            for key, default in self.defaults.items():
+                group.setdefault(key, default)
+        self._restore_saved_dtypes(state_dict)
+
+    def _foreign_state_keys(self, saved_state: dict[Any, dict[str, Any]]) -> list[str]:
+        """What marks ``saved_state`` as another optimizer's: unknown keys, required ones missing,
+        or a tensor step counter (torch's optimizers keep one; ours count in plain integers)."""
+        unknown, missing, tensor_step = set(), set(), False
+        for state in saved_state.values():
+            unknown |= set(state) - self.state_keys
+            if state:
+                missing |= self.required_state_keys - set(state)
+            tensor_step |= torch.is_tensor(state.get("step"))
+        signs = sorted(unknown) + [f"no {key}" for key in sorted(missing)]
+        return [*signs, "a tensor step counter"] if tensor_step else signs
+
+    def _restore_saved_dtypes(self, state_dict: dict[str, Any]) -> None:
+        saved_ids = chain.from_iterable(group["params"] for group in state_dict["param_groups"])
+        params = chain.from_iterable(group["params"] for group in self.param_groups)
+        for saved_id, p in zip(saved_ids, params):
+            for key, value in state_dict["state"].get(saved_id, {}).items():
+                if torch.is_tensor(value) and key != "step":
+                    self.state[p][key] = value.to(device=p.device)
 
     # -- the shared step ---------------------------------------------------------------
 

@@ -46,6 +46,10 @@ class EnhancedAdafactor(PersonalizedOptimizer):
           construction instead of failing inside ``step()``.
     """
 
+    state_keys: ClassVar[frozenset[str]] = frozenset(
+        {"step", "RMS", "exp_avg", "exp_avg_sq", "exp_avg_sq_row", "exp_avg_sq_col"}
+    )
+
     rule_overrides: ClassVar[Mapping[str, Rule]] = {
         "lr": Number(0.0, optional=True),
         "eps": Numbers(2, NON_NEGATIVE),

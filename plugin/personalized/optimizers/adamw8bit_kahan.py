@@ -3,7 +3,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Mapping
-from itertools import chain
 from typing import Any, ClassVar
 
 import bitsandbytes.functional as bnbf
@@ -124,16 +123,18 @@ class AdamW8bitKahan(PersonalizedOptimizer):
           percent, not exactly.
         * Kept: the state names (``step``, ``state1``, ``state2``, ``qmap1``,
           ``qmap2``, ``absmax1``, ``absmax2``, ``shift``) and dtypes: moments
-          are float32 or uint8 codes for every parameter dtype. Fixed:
-          ``load_state_dict`` keeps those dtypes (torch would cast the codes,
-          and the float32 moments of bf16/fp16 parameters, to the parameter's
-          dtype).
+          are float32 or uint8 codes for every parameter dtype, and
+          ``load_state_dict`` keeps those dtypes.
         * Fixed: no host synchronisation: the stabilised lr stays a tensor
           (the original called ``.item()`` for every tensor at every step).
         * Changed: ``is_paged`` has no effect, and bitsandbytes'
           ``GlobalOptimManager`` overrides are not read: use param groups
           instead (for example a group with its own ``min_8bit_size``).
     """
+
+    state_keys: ClassVar[frozenset[str]] = frozenset(
+        {"step", "state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2", "shift"}
+    )
 
     rule_overrides: ClassVar[Mapping[str, Rule]] = {
         "amsgrad": Flag(),
@@ -238,21 +239,6 @@ class AdamW8bitKahan(PersonalizedOptimizer):
         before = p.clone()
         self._round(group)(p, before.float() + shift.float())
         shift.add_(before.sub_(p))
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict, keeping the saved dtypes of the state tensors.
-
-        torch casts every floating-point state tensor to its parameter's dtype,
-        which would turn the uint8 codes into floats and round the float32
-        moments of bf16/fp16 parameters.
-        """
-        super().load_state_dict(state_dict)
-        saved_ids = chain.from_iterable(group["params"] for group in state_dict["param_groups"])
-        params = chain.from_iterable(group["params"] for group in self.param_groups)
-        for saved_id, p in zip(saved_ids, params):
-            for key, value in state_dict["state"].get(saved_id, {}).items():
-                if torch.is_tensor(value):
-                    self.state[p][key] = value.to(device=p.device)
 
 
 def new_moments(p: Tensor, min_8bit_size: int) -> dict[str, Tensor]:

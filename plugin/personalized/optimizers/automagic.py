@@ -65,6 +65,21 @@ class Automagic(PersonalizedOptimizer):
           on float16's grid.
     """
 
+    state_keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "step",
+            "RMS",
+            "lr_mask",
+            "lr_mask_scale",
+            "avg_lr",
+            "last_polarity",
+            "exp_avg_sq",
+            "exp_avg_sq_row",
+            "exp_avg_sq_col",
+            "shift",
+        }
+    )
+
     rule_overrides: ClassVar[Mapping[str, Rule]] = {
         "min_lr": NON_NEGATIVE,
         "max_lr": NON_NEGATIVE,

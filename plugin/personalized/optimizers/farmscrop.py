@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -38,6 +38,8 @@ class FARMSCrop(PersonalizedOptimizer):
         * Changed: bf16/fp16 parameters are updated in float32 and written
           back with stochastic rounding.
     """
+
+    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "fim", "momentum", "previous_grad", "grad_diff_fim"})
 
     def __init__(
         self,

@@ -56,6 +56,8 @@ class FARMSCropV2(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
+    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "fim", "momentum", "previous_grad", "grad_diff_fim"})
+
     rule_overrides: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
 
     def __init__(

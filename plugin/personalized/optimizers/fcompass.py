@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -48,6 +48,8 @@ class FCompass(PersonalizedOptimizer):
           precision). The weight term is skipped when ``weight_decay == 0``
           (identical result, but it cannot turn an infinity into NaN).
     """
+
+    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "momentum", "max_ema_squared", "fim"})
 
     def __init__(
         self,

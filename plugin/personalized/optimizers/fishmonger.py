@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -46,6 +46,10 @@ class FishMonger(PersonalizedOptimizer):
         * Changed: bf16/fp16 parameters are updated in float32 and written
           back with stochastic rounding.
     """
+
+    state_keys: ClassVar[frozenset[str]] = frozenset(
+        {"step", "momentum", "momentum_slow", "momentum_slow_squared", "fim", "ema_diff", "previous_grad"}
+    )
 
     def __init__(
         self,

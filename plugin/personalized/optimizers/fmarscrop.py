@@ -55,6 +55,8 @@ class FMARSCrop(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
+    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "momentum", "fim", "prev_grad", "grad_diff_fim"})
+
     rule_overrides: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
 
     def __init__(

@@ -71,6 +71,8 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):
           norm clip an ``if``).
     """
 
+    state_keys: ClassVar[frozenset[str]] = frozenset({"momentum", "fim", "prev_grad", "grad_diff_fim"})
+
     rule_overrides: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
     group_step: ClassVar[bool] = True
 

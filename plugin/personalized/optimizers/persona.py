@@ -49,6 +49,10 @@ class PersonaOptimizer(PersonalizedOptimizer):
           float16 rounds stochastically on float16's grid.
     """
 
+    state_keys: ClassVar[frozenset[str]] = frozenset(
+        {"step", "ema", "ema_squared", "ema_grad_var", "steps_since_reset", "times_reset"}
+    )
+
     write_param_first: ClassVar[bool] = True
 
     def __init__(

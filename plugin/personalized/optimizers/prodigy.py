@@ -123,6 +123,9 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
           grad enabled.
     """
 
+    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "s", "p0", "exp_avg", "exp_avg_sq"})
+    required_state_keys: ClassVar[frozenset[str]] = frozenset({"s", "p0", "exp_avg_sq"})
+
     #: d is global, so a step cannot be tried out one parameter at a time (NaNGuard checks gradients only).
     supports_trial_update: ClassVar[bool] = False
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -50,6 +50,8 @@ class REMASTER(PersonalizedOptimizer):
           synchronises with the host (the norm-matching ``if`` is a select).
         * Changed: float16 parameters round stochastically on float16's grid.
     """
+
+    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "ema", "ema_squared", "times_zero", "steps_since_reset"})
 
     def __init__(
         self,
