@@ -134,9 +134,22 @@ def _export(args: argparse.Namespace) -> int:
         dropped = exporters.onetrainer_unmapped(preset)
         if dropped:
             print(f"note: OneTrainer has no field for {', '.join(dropped)}; they keep their defaults", file=sys.stderr)
-    if args.to in ("kohya-args", "kohya_ss-json") and preset.lr is None:
+    if args.to in ("kohya-args", "kohya_ss-json", "fluxtrainer") and preset.lr is None:
         print("note: this preset has no lr (relative step); kohya always passes --learning_rate", file=sys.stderr)
-    print(exporters.FORMATS[args.to](preset))
+    if args.to == "fluxtrainer":
+        print(f"note: optimizer_type personalized.{preset.optimizer}, learning_rate {preset.lr}", file=sys.stderr)
+    text = exporters.FORMATS[args.to](preset)
+    if args.write is None:
+        print(text)
+        return 0
+    if args.to != "kohya_ss-json":
+        raise UsageError("--write is for --to kohya_ss-json (a kohya_ss GUI user preset)")
+    if not (args.write / "kohya_gui").is_dir():
+        raise UsageError(f"{args.write} does not look like a kohya_ss folder (no kohya_gui inside)")
+    path = exporters.kohya_ss_preset_path(args.write, preset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {path}; restart the GUI and pick it under Presets")
     return 0
 
 
@@ -194,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="print a preset in a trainer's format")
     export.add_argument("preset", help="preset name, e.g. rvc/FCompass")
     export.add_argument("--to", required=True, choices=list(exporters.FORMATS), help="target format")
+    export.add_argument(
+        "--write", type=Path, metavar="KOHYA_SS", help="with kohya_ss-json: save it as a GUI user preset"
+    )
     export.set_defaults(run=_export)
     for command, verb in (("install", "enable"), ("uninstall", "disable")):
         sub = commands.add_parser(command, help=f"{verb} the integration with a trainer")

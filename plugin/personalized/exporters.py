@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .presets import Preset
@@ -63,6 +64,16 @@ def kohya_ss_json(preset: Preset) -> str:
     if preset.lr is not None:
         data["learning_rate"] = preset.lr
     return json.dumps(data, indent=2)
+
+
+def fluxtrainer_args(preset: Preset) -> str:
+    """``extra_optimizer_args`` for kijai's ComfyUI-FluxTrainer, which splits on ``|``."""
+    return "|".join(kohya_optimizer_args(preset))
+
+
+def kohya_ss_preset_path(kohya_ss: Path, preset: Preset) -> Path:
+    """Where the kohya_ss GUI looks for user presets: ``presets/lora/user_presets/``."""
+    return kohya_ss / "presets" / "lora" / "user_presets" / f"personalized-{preset.name.replace('/', '-')}.json"
 
 
 def onetrainer_member(optimizer: str) -> str:
@@ -138,4 +149,5 @@ FORMATS: dict[str, Callable[[Preset], str]] = {
     "onetrainer-json": onetrainer_json,
     "toml": toml,
     "json": plain_json,
+    "fluxtrainer": fluxtrainer_args,
 }
