@@ -8,6 +8,7 @@ Every optimizer keeps its original class name and constructor keywords, so
 from . import presets
 from .base import PersonalizedOptimizer
 from .factory import create_optimizer
+from .gradient_release import GradientRelease
 from .nan_guard import NaNGuard
 from .optimizers import (
     REMASTER,
@@ -37,6 +38,7 @@ __all__ = [
     "FMARSCrop",
     "FMARSCrop_ExMachina",
     "FishMonger",
+    "GradientRelease",
     "NaNGuard",
     "PersonaOptimizer",
     "PersonalizedOptimizer",

@@ -73,6 +73,8 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         reject_unknown(owner, unexpected, rules)
         validate(owner, "constructor", defaults, rules)
         self._check_group("constructor", defaults)
+        #: Per group, the parameters stepped one by one since its step counter last advanced.
+        self._stepped_this_round: dict[int, set[Tensor]] = {}
         super().__init__(params, defaults)
 
     @classmethod
@@ -120,8 +122,9 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
 
     #: Write the parameter back before the state (the draw order of some originals).
     write_param_first: ClassVar[bool] = False
-    #: Whether :meth:`update_is_finite` can try the update out (it needs the per-parameter update).
-    supports_trial_update: ClassVar[bool] = True
+    #: Whether each parameter can be updated on its own (from a backward hook, or on trial by
+    #: :meth:`update_is_finite`); False for optimizers with a step size computed from all gradients.
+    per_parameter_update: ClassVar[bool] = True
     #: Every per-parameter state key this optimizer may keep; any other key in a
     #: checkpoint means the state belongs to another optimizer.
     state_keys: ClassVar[frozenset[str]] = frozenset()
@@ -220,6 +223,26 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
             for p in self._stepped_params(group):
                 self._step_parameter(p, group)
         return loss
+
+    @torch.no_grad()
+    def step_parameter(self, p: Tensor, group: dict[str, Any], i: int | None = None) -> None:
+        """Update the single parameter ``p`` of ``group`` now.
+
+        For fused backward passes: OneTrainer calls ``step_parameter(tensor,
+        param_group, i)`` from a gradient hook, and
+        :class:`personalized.GradientRelease` does the same. Group-level step
+        counters (FMARSCrop_ExMachina) advance once per round: when a parameter
+        that was already stepped comes again. ``i`` (the parameter's index in
+        the group) is accepted for OneTrainer and not needed.
+        """
+        if self.group_step:
+            stepped = self._stepped_this_round.setdefault(id(group), set())
+            if not stepped or p in stepped:
+                group["step"] = group.get("step", 0) + 1
+                stepped.clear()
+            stepped.add(p)
+        if p.grad is not None and p.numel() > 0:
+            self._step_parameter(p, group)
 
     @torch.no_grad()
     def update_is_finite(self) -> Tensor:

@@ -88,7 +88,7 @@ class NaNGuard(torch.optim.Optimizer):
     def _step_is_finite(self) -> Tensor:
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         checks = [torch.isfinite(grad).all() for grad in grads]
-        if checks and getattr(self.optimizer, "supports_trial_update", False):
+        if checks and getattr(self.optimizer, "per_parameter_update", False):
             checks.append(self.optimizer.update_is_finite())
         return torch.stack(checks).all() if checks else torch.tensor(True)
 

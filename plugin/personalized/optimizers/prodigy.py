@@ -126,8 +126,8 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
     state_keys: ClassVar[frozenset[str]] = frozenset({"step", "s", "p0", "exp_avg", "exp_avg_sq"})
     required_state_keys: ClassVar[frozenset[str]] = frozenset({"s", "p0", "exp_avg_sq"})
 
-    #: d is global, so a step cannot be tried out one parameter at a time (NaNGuard checks gradients only).
-    supports_trial_update: ClassVar[bool] = False
+    #: d is global: no per-parameter update (NaNGuard checks gradients only; no gradient release).
+    per_parameter_update: ClassVar[bool] = False
 
     rule_overrides: ClassVar[dict[str, Rule]] = {
         "beta3": dataclasses.replace(BETA, optional=True),
@@ -189,6 +189,13 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         _publish_d_lr(self.param_groups[-1])
+
+    def step_parameter(self, p: Tensor, group: dict[str, Any], i: int | None = None) -> None:
+        """Not possible: Prodigy's step size d is computed from every gradient at once."""
+        raise RuntimeError(
+            "Prodigy cannot update one parameter at a time (its step size d needs every gradient at once); "
+            "turn off the fused backward pass / gradient release for it"
+        )
 
     # Replaces PersonalizedOptimizer.step: prodigyopt needs every parameter at once (d is global).
     @torch.no_grad()
