@@ -11,7 +11,12 @@ class does the rest the same way for all of them:
 * low precision: for float16/bfloat16 parameters the math runs on float32
   copies and the results are written back with stochastic rounding, so small
   updates are not lost; state keeps the parameter's dtype;
-* the caller's ``p.grad`` is never modified.
+* the caller's ``p.grad`` is never modified; empty parameters are skipped;
+* one parameter at a time (:meth:`step_parameter`, for gradient release and
+  OneTrainer's fused back pass) and on trial (:meth:`update_is_finite`, for
+  :class:`personalized.NaNGuard`);
+* checkpoints: another optimizer's state is reset with a warning, saved state
+  dtypes are kept.
 """
 
 from __future__ import annotations
