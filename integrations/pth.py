@@ -37,8 +37,15 @@ def write_pth(name: str, module: str, python: str | None = None) -> Path:
     into the trainer's environment first.
     """
     path = pth_path(name, python)
-    path.write_text(f"import {module}\n", encoding="utf-8")
+    path.write_text(pth_line(module), encoding="utf-8")
     return path
+
+
+def pth_line(module: str) -> str:
+    """The ``.pth`` line: imports ``module`` only while its package is installed, so a ``.pth``
+    left behind by ``pip uninstall`` stays silent instead of failing at every Python start."""
+    top = module.split(".")[0]
+    return f"import importlib.util as _u; _u.find_spec({top!r}) and __import__({module!r})\n"
 
 
 def remove_pth(name: str, python: str | None = None) -> Path | None:

@@ -33,6 +33,7 @@ import difflib
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -128,9 +129,7 @@ def _importable(python: str | None, modules: list[str]) -> dict[str, bool]:
     """Which of ``modules`` the interpreter ``python`` (this one by default) can import."""
     executable = python or sys.executable
     try:
-        result = subprocess.run(
-            [executable, "-c", _PROBE, *modules], capture_output=True, text=True, check=True
-        )
+        result = subprocess.run([executable, "-c", _PROBE, *modules], capture_output=True, text=True, check=True)
         return json.loads(result.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.CalledProcessError, ValueError, IndexError) as error:
         raise ValueError(f"cannot run the trainer's Python {executable!r}: {error}") from None
@@ -138,9 +137,9 @@ def _importable(python: str | None, modules: list[str]) -> dict[str, bool]:
 
 def _check_trainer_folder(path: Path) -> list[str]:
     """Notes about the trainer checkout at ``path`` (optional: the hook does not need it)."""
-    script = path / "train.py"
     if not path.is_dir():
         raise ValueError(f"{path} is not a folder")
+    script = path / "train.py"
     if not script.is_file():
         raise ValueError(
             f"{path} has no train.py: give the diffusion-pipe or diffusion-chroma folder, or leave the path out"
@@ -155,12 +154,13 @@ def _check_trainer_folder(path: Path) -> list[str]:
     return notes
 
 
-def _catalogue() -> str:
+def _catalogue() -> list[str]:
+    """Every type, wrapped and indented; optional ones name their extra."""
     entries = [
         PREFIX + name + (f" (needs the {registry.OPTIONAL[name].extra} extra)" if name in registry.OPTIONAL else "")
         for name in registry.available()
     ]
-    return "  " + ", ".join(entries)
+    return textwrap.wrap(", ".join(entries), 96, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
 
 
 def install(path: Path | None, python: str | None) -> list[str]:
@@ -175,14 +175,15 @@ def install(path: Path | None, python: str | None) -> list[str]:
     executable = python or sys.executable
     if not found[HOOK_MODULE]:
         raise ValueError(
-            f"{executable} cannot import {HOOK_MODULE}: run `{executable} -m pip install -U personalized-optimizers` first"
+            f"{executable} cannot import {HOOK_MODULE}: "
+            f"run `{executable} -m pip install -U personalized-optimizers` first"
         )
     written = pth.write_pth(PTH_NAME, HOOK_MODULE, python)
     lines = [
         *notes,
         f"wrote {written}",
         'diffusion-pipe and the Chroma trainer now accept these [optimizer] type = "..." values:',
-        _catalogue(),
+        *_catalogue(),
         "They are found through the pytorch_optimizer package (both trainers import it for unknown types), "
         "so pytorch-optimizer must be installed in that environment (it is in both trainers' requirements.txt).",
     ]
@@ -190,8 +191,9 @@ def install(path: Path | None, python: str | None) -> list[str]:
         lines.append(f"warning: pytorch_optimizer is missing there: `{executable} -m pip install pytorch-optimizer`")
     lines += [
         "The trainers' own types (adamw, automagic, adamw8bitkahan; in Chroma also scorn, adafactor, remaster, "
-        'persona; any case) still select the trainer\'s classes, and "Prodigy" is pytorch_optimizer\'s: '
+        "persona; any case) still select the trainer's classes, and \"Prodigy\" is pytorch_optimizer's: "
         "ours are always spelled Personalized<Name>.",
+        "Give an lr: both trainers run an LR scheduler on it (Adafactor: lr with relative_step = false).",
         "Example for your training TOML (`personalized export chroma/scorn --to toml` prints a preset):",
         "",
         EXAMPLE_TOML,

@@ -136,6 +136,11 @@ def _export(args: argparse.Namespace) -> int:
             print(f"note: OneTrainer has no field for {', '.join(dropped)}; they keep their defaults", file=sys.stderr)
     if args.to in ("kohya-args", "kohya_ss-json", "fluxtrainer") and preset.lr is None:
         print("note: this preset has no lr (relative step); kohya always passes --learning_rate", file=sys.stderr)
+    if args.to == "toml" and preset.lr is None:
+        print(
+            "note: this preset has no lr; diffusion-pipe and Chroma need one (their LR scheduler uses it)",
+            file=sys.stderr,
+        )
     if args.to == "fluxtrainer":
         print(f"note: optimizer_type personalized.{preset.optimizer}, learning_rate {preset.lr}", file=sys.stderr)
     text = exporters.FORMATS[args.to](preset)
