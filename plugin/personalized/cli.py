@@ -133,7 +133,11 @@ def _export(args: argparse.Namespace) -> int:
     if args.to == "onetrainer-json":
         dropped = exporters.onetrainer_unmapped(preset)
         if dropped:
-            print(f"note: OneTrainer has no field for {', '.join(dropped)}; they keep their defaults", file=sys.stderr)
+            print(
+                f"note: OneTrainer has no field for {', '.join(dropped)}; they travel in "
+                'muon_adam_config["personalized"], which the personalized OneTrainer integration reads',
+                file=sys.stderr,
+            )
     if args.to in ("kohya-args", "kohya_ss-json", "fluxtrainer") and preset.lr is None:
         print("note: this preset has no lr (relative step); kohya always passes --learning_rate", file=sys.stderr)
     if args.to == "toml" and preset.lr is None:

@@ -8,13 +8,20 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .presets import Preset
+from .registry import get_optimizer
 
-#: OneTrainer's optimizer settings live in fixed fields; these are the ones our keywords map to.
+#: OneTrainer's optimizer settings live in fixed fields (``TrainOptimizerConfig`` in its
+#: modules/util/config/TrainConfig.py); these are the ones our keywords map to. ``betas`` is
+#: spread over beta1/beta2/beta3 and an ``eps`` pair over eps/eps2 (see onetrainer_settings).
 ONETRAINER_FIELDS = {
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "beta3": "beta3",
     "eps": "eps",
     "eps2": "eps2",
     "weight_decay": "weight_decay",
@@ -25,8 +32,23 @@ ONETRAINER_FIELDS = {
     "safeguard_warmup": "safeguard_warmup",
     "decouple": "decouple",
     "slice_p": "slice_p",
+    "fsdp_in_use": "fsdp_in_use",
     "stochastic_fp": "stochastic_rounding",
+    "clip_threshold": "clip_threshold",
+    "decay_rate": "decay_rate",
+    "scale_parameter": "scale_parameter",
+    "relative_step": "relative_step",
+    "warmup_init": "warmup_init",
+    "min_8bit_size": "min_8bit_size",
+    "cautious": "cautious",
 }
+
+#: OneTrainer's ``TrainConfig`` config_version (commit 23df383). A file without ``__version`` is
+#: read as a version-0 config and migrated, which fails on the nested "optimizer" object.
+ONETRAINER_CONFIG_VERSION = 11
+
+#: Where settings without a OneTrainer field travel: ``muon_adam_config["personalized"]``.
+ONETRAINER_SIDE_CHANNEL = ("muon_adam_config", "personalized")
 
 
 def python_literal(value: Any) -> str:
@@ -87,6 +109,8 @@ def onetrainer_settings(preset: Preset) -> dict[str, Any]:
     for key, value in preset.hyperparameters.items():
         if key == "betas":
             settings.update({f"beta{index}": beta for index, beta in enumerate(value, start=1)})
+        elif key == "eps" and isinstance(value, (tuple, list)):
+            settings["eps"], settings["eps2"] = value
         elif key in ONETRAINER_FIELDS:
             settings[ONETRAINER_FIELDS[key]] = value
     return settings
@@ -98,9 +122,23 @@ def onetrainer_unmapped(preset: Preset) -> list[str]:
 
 
 def onetrainer_json(preset: Preset) -> str:
-    """A partial OneTrainer config (``training_presets/``) carrying the optimizer and its defaults."""
-    settings = onetrainer_settings(preset)
+    """A partial OneTrainer config carrying the optimizer and every setting OneTrainer has a field for.
+
+    Settings the preset leaves out are written with the optimizer's defaults: OneTrainer would
+    fill them with its own (its on/off fields always have a value). Settings without a field
+    travel in ``muon_adam_config["personalized"]``, which only our integration reads.
+    """
+    try:
+        defaults = get_optimizer(preset.optimizer).hyperparameter_defaults()
+    except ImportError:  # its optional package is missing here: the preset's own values only
+        defaults = {}
+    defaults.pop("lr", None)
+    settings = onetrainer_settings(replace(preset, hyperparameters={**defaults, **preset.hyperparameters}))
+    unmapped = {key: preset.hyperparameters[key] for key in onetrainer_unmapped(preset)}
+    if unmapped:
+        settings[ONETRAINER_SIDE_CHANNEL[0]] = {ONETRAINER_SIDE_CHANNEL[1]: unmapped}
     data: dict[str, Any] = {
+        "__version": ONETRAINER_CONFIG_VERSION,
         "optimizer": settings,
         "optimizer_defaults": {settings["optimizer"]: settings},
     }
