@@ -37,10 +37,11 @@ our defaults (``personalized show NAME`` lists them), unless the config JSON giv
 ``muon_adam_config`` under ``"personalized"``, e.g.
 ``"muon_adam_config": {"personalized": {"clip": 0.0}}`` (see :mod:`.fields`).
 
+Fused Back Pass works with every optimizer but Prodigy (whose step size needs every gradient
+at once); the patch adds the others to OneTrainer's list.
+
 What does not work:
 
-* Fused Back Pass works with every optimizer but Prodigy (whose step size needs every gradient
-  at once); the patch adds the others to OneTrainer's list.
 * On resume from a backup OneTrainer keeps each group's saved settings except the learning rate
   (as for every optimizer): a changed beta or weight decay applies to a fresh run only.
 * Boolean fields always have a value in OneTrainer; a hand-written config that names our
