@@ -59,6 +59,11 @@ def grad_squared(p: Tensor, grad: Tensor) -> Tensor:
     return grad.square().to(p.dtype)
 
 
+def hyperparameters(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters from a constructor's ``locals()``: every argument but the parameters."""
+    return {key: value for key, value in arguments.items() if key not in ("self", "params", "unexpected", "__class__")}
+
+
 class PersonalizedOptimizer(torch.optim.Optimizer):
     """Base class: validation, closure, step counting and low-precision write-back."""
 

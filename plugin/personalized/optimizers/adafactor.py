@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, float32_zeros
+from ..base import PersonalizedOptimizer, StateInit, float32_zeros, hyperparameters
 from ..blocks import adafactor_normalize_, rms_by_norm, second_moment_state
 from ..validation import NON_NEGATIVE, POSITIVE, Flag, Number, Numbers, Rule
 
@@ -75,18 +75,7 @@ class EnhancedAdafactor(PersonalizedOptimizer):
         warmup_init: bool = False,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            eps=eps,
-            clip_threshold=clip_threshold,
-            decay_rate=decay_rate,
-            beta1=beta1,
-            weight_decay=weight_decay,
-            scale_parameter=scale_parameter,
-            relative_step=relative_step,
-            warmup_init=warmup_init,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     @classmethod
     def _check_group(cls, where: str, group: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import bitsandbytes.functional as bnbf
 import torch
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit
+from ..base import PersonalizedOptimizer, StateInit, hyperparameters
 from ..blocks import rms
 from ..validation import COUNT, Flag, Number, Rule
 
@@ -169,21 +169,8 @@ class AdamW8bitKahan(PersonalizedOptimizer):
                 f"{type(self).__name__}: constructor: args={args!r} is not supported; expected None "
                 "(pass optim_bits and min_8bit_size as keywords)"
             )
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            optim_bits=optim_bits,
-            min_8bit_size=min_8bit_size,
-            is_paged=is_paged,
-            stabilize=stabilize,
-            stochastic_fp=stochastic_fp,
-            percentile_clipping=percentile_clipping,
-            block_wise=block_wise,
-        )
-        super().__init__(params, defaults, unexpected)
+        del args  # checked above; never stored in a param group
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     @classmethod
     def hyperparameter_defaults(cls) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit
+from ..base import PersonalizedOptimizer, StateInit, hyperparameters
 from ..blocks import adafactor_normalize_, kahan_add_, rms_by_norm, second_moment_state
 from ..validation import BETA, NON_NEGATIVE, POSITIVE, UNIT, Flag, Numbers, Rule
 
@@ -106,19 +106,7 @@ class Automagic(PersonalizedOptimizer):
         paramiter_swapping_factor: float = 0.1,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            min_lr=min_lr,
-            max_lr=max_lr,
-            lr_bump=lr_bump,
-            eps=eps,
-            clip_threshold=clip_threshold,
-            beta2=beta2,
-            weight_decay=weight_decay,
-            do_paramiter_swapping=do_paramiter_swapping,
-            paramiter_swapping_factor=paramiter_swapping_factor,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
         if self.defaults["lr"] > HIGHEST_START_LR:
             warnings.warn(
                 f"Automagic: start lr {lr} is above {HIGHEST_START_LR}; starting at {FALLBACK_START_LR} instead "

@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, ones, zeros
+from ..base import PersonalizedOptimizer, StateInit, hyperparameters, ones, zeros
 from ..blocks import centralize, compass, rms_cap, soft_beta
 
 
@@ -54,17 +54,7 @@ class FARMSCrop(PersonalizedOptimizer):
         momentum_amp: float = 5.0,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            centralization=centralization,
-            diff_mult=diff_mult,
-            momentum_beta=momentum_beta,
-            momentum_amp=momentum_amp,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         return {"fim": ones, "momentum": zeros, "previous_grad": zeros, "grad_diff_fim": ones}

@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, negative_grad, ones, zeros
+from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import (
     centralize,
     clamped_square_ema_,
@@ -74,18 +74,7 @@ class FARMSCropV2(PersonalizedOptimizer):
         clip: float = 1.0,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            centralization=centralization,
-            diff_mult=diff_mult,
-            momentum_beta=momentum_beta,
-            momentum_lambda=momentum_lambda,
-            clip=clip,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         inits = {"fim": ones, "momentum": zeros}

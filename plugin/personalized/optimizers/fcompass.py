@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, ones, zeros
+from ..base import PersonalizedOptimizer, StateInit, hyperparameters, ones, zeros
 from ..blocks import centralize, compass, rms_clip_scaled, soft_beta
 
 
@@ -63,16 +63,7 @@ class FCompass(PersonalizedOptimizer):
         centralization: float = 1.0,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            amp_fac=amp_fac,
-            eps=eps,
-            weight_decay=weight_decay,
-            clip=clip,
-            centralization=centralization,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         return {"momentum": zeros, "max_ema_squared": zeros, "fim": ones}

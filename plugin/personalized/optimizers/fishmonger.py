@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, negative_grad, ones, zeros
+from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import centralize, rms_clip_scaled, soft_beta
 
 
@@ -64,17 +64,7 @@ class FishMonger(PersonalizedOptimizer):
         diff_amp_beta: float = 0.999,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            clip=clip,
-            centralization=centralization,
-            diff_amp=diff_amp,
-            diff_amp_beta=diff_amp_beta,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         inits = {"momentum": zeros, "momentum_slow": zeros, "momentum_slow_squared": zeros, "fim": ones}

@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, negative_grad, ones, zeros
+from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import (
     adaptive_eps,
     cautious_mask,
@@ -95,23 +95,7 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):
         cautious: bool = True,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            eps2=eps2,
-            eps_floor=eps_floor,
-            weight_decay=weight_decay,
-            centralization=centralization,
-            moment_centralization=moment_centralization,
-            diff_mult=diff_mult,
-            momentum_beta=momentum_beta,
-            momentum_lambda=momentum_lambda,
-            gamma=gamma,
-            clip=clip,
-            cautious=cautious,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         inits: dict[str, StateInit] = {"grad_diff_fim": ones} if group["diff_mult"] > 0 else {}

@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, grad_squared, zeros
+from ..base import PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
 from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize_guarded
 from ..resets import persona_clock, reset_now
 
@@ -74,23 +74,7 @@ class PersonaOptimizer(PersonalizedOptimizer):
         eps: float = 1e-8,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            weight_decay=weight_decay,
-            weight_decay_rate=weight_decay_rate,
-            amp_factor=amp_factor,
-            focus_boost=focus_boost,
-            focus_eps=focus_eps,
-            reset_interval=reset_interval,
-            reset_increment=reset_increment,
-            orthograd=orthograd,
-            constrain=constrain,
-            cautious_min=cautious_min,
-            stochastic_fp=stochastic_fp,
-            eps=eps,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         inits: dict[str, StateInit] = {"ema": zeros, "ema_squared": grad_squared}

@@ -12,7 +12,7 @@ import prodigyopt
 import torch
 from torch import Tensor
 
-from ..base import LOW_PRECISION, PersonalizedOptimizer
+from ..base import LOW_PRECISION, PersonalizedOptimizer, hyperparameters
 from ..blocks import copy_stochastic_
 from ..validation import BETA, POSITIVE, Flag, Number, Rule
 
@@ -160,22 +160,7 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
         slice_p: int = 1,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            beta3=beta3,
-            eps=eps,
-            weight_decay=weight_decay,
-            decouple=decouple,
-            use_bias_correction=use_bias_correction,
-            safeguard_warmup=safeguard_warmup,
-            d0=d0,
-            d_coef=d_coef,
-            growth_rate=growth_rate,
-            fsdp_in_use=fsdp_in_use,
-            slice_p=slice_p,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     @classmethod
     def _check_group(cls, where: str, group: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, zeros
+from ..base import PersonalizedOptimizer, StateInit, hyperparameters, zeros
 from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize, rms, soft_beta
 from ..resets import interval_clock, reset_now
 
@@ -68,19 +68,7 @@ class REMASTER(PersonalizedOptimizer):
         stochastic_fp: bool = True,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            weight_decay=weight_decay,
-            weight_decay_rate=weight_decay_rate,
-            amp=amp,
-            reset_interval=reset_interval,
-            reset_increment=reset_increment,
-            orthograd=orthograd,
-            cautious_min=cautious_min,
-            stochastic_fp=stochastic_fp,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         return {"ema": zeros, "ema_squared": zeros}

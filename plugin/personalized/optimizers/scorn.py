@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, grad_squared, zeros
+from ..base import PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
 from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize, rms, scion_init, scion_lmo, soft_beta
 from ..resets import interval_clock, reset_now
 
@@ -76,22 +76,7 @@ class SCORN(PersonalizedOptimizer):
         stochastic_fp: bool = True,
         **unexpected: Any,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            focus_ratio=focus_ratio,
-            weight_decay=weight_decay,
-            weight_decay_rate=weight_decay_rate,
-            amp=amp,
-            reset_interval=reset_interval,
-            reset_increment=reset_increment,
-            orthograd=orthograd,
-            spectral_update_scale=spectral_update_scale,
-            constrain=constrain,
-            cautious_min=cautious_min,
-            stochastic_fp=stochastic_fp,
-        )
-        super().__init__(params, defaults, unexpected)
+        super().__init__(params, hyperparameters(locals()), unexpected)
 
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         inits: dict[str, StateInit] = {"ema": zeros, "ema_squared": grad_squared}
