@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import (
+    cautious_mask,
     centralize,
     clamped_square_ema_,
     compass,
@@ -83,31 +84,56 @@ class FMARSCrop(PersonalizedOptimizer):
         return inits
 
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
-        beta1, beta2 = group["betas"]
-        eps, clip, lr, momentum_beta = group["eps"], group["clip"], group["lr"], group["momentum_beta"]
-        fim, momentum = state["fim"], state["momentum"]
-        bound = step**0.25
-        fim_beta = soft_beta(beta2, step) ** 0.5
+        gamma = (1 - group["betas"][0]) / 2
+        fmars_update(p, grad, state, group, step, gamma=gamma, floor=group["eps"], divide_twice=True, cautious=False)
 
-        grad_change = grad + state["prev_grad"]
-        corrected = mars_correction(grad, grad_change, (1 - beta1) / 2, beta1, clip)
-        diff_base: Tensor | float = 1.0
-        if group["diff_mult"] > 0:
-            diff_base = difference_fisher_base_(
-                state["grad_diff_fim"], grad_change, group["diff_mult"], beta1, clip, bound, eps
-            )
-        approx = rms_clip_relative(corrected / diff_base, clip)
-        fim_base = fim.sqrt().clamp_(min=eps)
-        grad_nat = rms_clip_relative(approx / fim_base / diff_base, clip)
-        amplified = compass(
-            grad_nat, moment_centralize(momentum, group["moment_centralization"]), step ** group["momentum_lambda"]
+
+def fmars_update(
+    p: Tensor,
+    grad: Tensor,
+    state: dict[str, Any],
+    group: dict[str, Any],
+    step: int,
+    *,
+    gamma: float,
+    floor: float | Tensor,
+    divide_twice: bool,
+    cautious: bool,
+) -> None:
+    """The FMARSCrop family's update, for FMARSCrop and FMARSCrop_ExMachina.
+
+    ``gamma`` is the MARS strength, ``floor`` the lower bound of the Fisher
+    square roots; ``divide_twice`` reproduces FMARSCrop's double division of
+    the natural gradient by the difference base; ``cautious`` applies
+    ExMachina's mask.
+    """
+    beta1, beta2 = group["betas"]
+    clip, lr, momentum_beta = group["clip"], group["lr"], group["momentum_beta"]
+    fim, momentum = state["fim"], state["momentum"]
+    bound = step**0.25
+    fim_beta = soft_beta(beta2, step) ** 0.5
+
+    grad_change = grad + state["prev_grad"]
+    corrected = mars_correction(grad, grad_change, gamma, beta1, clip)
+    diff_base: Tensor | float = 1.0
+    if group["diff_mult"] > 0:
+        diff_base = difference_fisher_base_(
+            state["grad_diff_fim"], grad_change, group["diff_mult"], beta1, clip, bound, floor
         )
-        full_step = centralize(amplified, group["centralization"])
+    approx = rms_clip_relative(corrected / diff_base, clip)
+    fim_base = fim.sqrt().clamp_(min=floor)
+    grad_nat = rms_clip_relative((approx if divide_twice else corrected) / fim_base / diff_base, clip)
+    amplified = compass(
+        grad_nat, moment_centralize(momentum, group["moment_centralization"]), step ** group["momentum_lambda"]
+    )
+    full_step = centralize(amplified, group["centralization"])
 
-        if group["weight_decay"] != 0:
-            p.sub_(rms_clip_relative(p / fim_base / diff_base, clip), alpha=lr * group["weight_decay"])
-        p.sub_(full_step, alpha=lr)
+    if group["weight_decay"] != 0:
+        p.sub_(rms_clip_relative(p / fim_base / diff_base, clip), alpha=lr * group["weight_decay"])
+    if cautious:
+        full_step = full_step * cautious_mask(full_step, corrected)
+    p.sub_(full_step, alpha=lr)
 
-        clamped_square_ema_(fim, fim_beta, approx, bound)
-        momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
-        state["prev_grad"].copy_(grad).neg_()
+    clamped_square_ema_(fim, fim_beta, approx, bound)
+    momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
+    state["prev_grad"].copy_(grad).neg_()

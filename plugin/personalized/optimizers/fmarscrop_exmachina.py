@@ -6,19 +6,9 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
-from ..blocks import (
-    adaptive_eps,
-    cautious_mask,
-    centralize,
-    clamped_square_ema_,
-    compass,
-    difference_fisher_base_,
-    mars_correction,
-    moment_centralize,
-    rms_clip_relative,
-    soft_beta,
-)
+from ..blocks import adaptive_eps
 from ..validation import POSITIVE, Rule
+from .fmarscrop import fmars_update
 
 #: What ``eps_floor <= 0`` becomes, as in the original.
 TINY_EPS_FLOOR = 1e-38
@@ -103,37 +93,9 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):
         return inits
 
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
-        beta1, beta2 = group["betas"]
-        eps, clip, lr, momentum_beta = group["eps"], group["clip"], group["lr"], group["momentum_beta"]
-        fim, momentum = state["fim"], state["momentum"]
-        bound = step**0.25
-        fim_beta = soft_beta(beta2, step) ** 0.5
-        eps_floor = group["eps_floor"]
+        eps, eps_floor = group["eps"], group["eps_floor"]
         floor: float | Tensor = eps
         if eps_floor is not None and eps_floor < eps:
             floor = adaptive_eps(grad, eps, group["eps2"], eps_floor if eps_floor > 0 else TINY_EPS_FLOOR)
-
-        grad_change = grad + state["prev_grad"]
-        corrected = mars_correction(grad, grad_change, group["gamma"], beta1, clip)
-        diff_base: Tensor | float = 1.0
-        if group["diff_mult"] > 0:
-            diff_base = difference_fisher_base_(
-                state["grad_diff_fim"], grad_change, group["diff_mult"], beta1, clip, bound, floor
-            )
-        approx = rms_clip_relative(corrected / diff_base, clip)
-        fim_base = fim.sqrt().clamp_(min=floor)
-        grad_nat = rms_clip_relative(corrected / fim_base / diff_base, clip)
-        amplified = compass(
-            grad_nat, moment_centralize(momentum, group["moment_centralization"]), step ** group["momentum_lambda"]
-        )
-        full_step = centralize(amplified, group["centralization"])
-
-        if group["weight_decay"] != 0:
-            p.sub_(rms_clip_relative(p / fim_base / diff_base, clip), alpha=lr * group["weight_decay"])
-        if group["cautious"]:
-            full_step = full_step * cautious_mask(full_step, corrected)
-        p.sub_(full_step, alpha=lr)
-
-        clamped_square_ema_(fim, fim_beta, approx, bound)
-        momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
-        state["prev_grad"].copy_(grad).neg_()
+        gamma, cautious = group["gamma"], group["cautious"]
+        fmars_update(p, grad, state, group, step, gamma=gamma, floor=floor, divide_twice=False, cautious=cautious)
