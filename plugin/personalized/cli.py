@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import exporters, presets
+from .bench import register as register_bench
 from .docstrings import argument_help, quirks
 from .registry import OPTIONAL, available, get_optimizer, summary
 
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("path", nargs="?", type=Path, help="the trainer's folder (where the integration needs it)")
         sub.add_argument("--python", help="the trainer's Python interpreter (default: the one running this)")
         sub.set_defaults(run=_install)
+    register_bench(commands)
     return parser
 
 

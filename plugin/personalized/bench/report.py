@@ -52,6 +52,7 @@ import datetime
 import json
 import math
 import platform
+import re
 import statistics
 from dataclasses import asdict
 from pathlib import Path
@@ -169,9 +170,15 @@ def to_json(suite: SuiteResult) -> dict[str, Any]:
     }
 
 
+#: A list of numbers as ``json.dumps(indent=...)`` spreads it over lines.
+_NUMBER_LIST = re.compile(r"\[\s+((?:-?[\d.eE+-]+,\s+)*-?[\d.eE+-]+)\s+\]")
+
+
 def write_json(suite: SuiteResult, path: Path) -> None:
-    """Write :func:`to_json` to ``path`` (strict JSON: no NaN or Infinity)."""
-    path.write_text(json.dumps(to_json(suite), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    """Write :func:`to_json` to ``path``: strict JSON (no NaN or Infinity), indented, each curve on one line."""
+    text = json.dumps(to_json(suite), indent=1, allow_nan=False)
+    text = _NUMBER_LIST.sub(lambda match: "[" + re.sub(r",\s+", ", ", match.group(1)) + "]", text)
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def _loss(value: float | None) -> str:
