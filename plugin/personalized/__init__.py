@@ -10,37 +10,16 @@ from .base import PersonalizedOptimizer
 from .factory import create_optimizer
 from .gradient_release import GradientRelease
 from .nan_guard import NaNGuard
-from .optimizers import (
-    REMASTER,
-    SCORN,
-    Automagic,
-    EnhancedAdafactor,
-    FARMSCrop,
-    FARMSCropV2,
-    FCompass,
-    FishMonger,
-    FMARSCrop,
-    FMARSCrop_ExMachina,
-    PersonaOptimizer,
-)
+from .optimizers import *  # noqa: F403 - every optimizer class, at the top level
+from .optimizers import __all__ as _optimizer_names
 from .registry import OPTIONAL, available, get_optimizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "REMASTER",
-    "SCORN",
-    "Automagic",
-    "EnhancedAdafactor",
-    "FARMSCrop",
-    "FARMSCropV2",
-    "FCompass",
-    "FMARSCrop",
-    "FMARSCrop_ExMachina",
-    "FishMonger",
+    *_optimizer_names,
     "GradientRelease",
     "NaNGuard",
-    "PersonaOptimizer",
     "PersonalizedOptimizer",
     "available",
     "create_optimizer",

@@ -12,19 +12,7 @@ import difflib
 import importlib
 from dataclasses import dataclass
 
-from .optimizers import (
-    REMASTER,
-    SCORN,
-    Automagic,
-    EnhancedAdafactor,
-    FARMSCrop,
-    FARMSCropV2,
-    FCompass,
-    FishMonger,
-    FMARSCrop,
-    FMARSCrop_ExMachina,
-    PersonaOptimizer,
-)
+from .optimizers import CATALOGUE
 
 
 @dataclass(frozen=True)
@@ -50,22 +38,7 @@ class OptionalOptimizer:
 
 
 #: Optimizers that need only torch, in catalogue order.
-OPTIMIZERS: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        FCompass,
-        FishMonger,
-        FARMSCrop,
-        FARMSCropV2,
-        FMARSCrop,
-        FMARSCrop_ExMachina,
-        EnhancedAdafactor,
-        SCORN,
-        REMASTER,
-        PersonaOptimizer,
-        Automagic,
-    )
-}
+OPTIMIZERS: dict[str, type] = {cls.__name__: cls for cls in CATALOGUE}
 
 #: Optimizers imported on first use.
 OPTIONAL: dict[str, OptionalOptimizer] = {

@@ -12,16 +12,19 @@ from .persona import PersonaOptimizer
 from .remaster import REMASTER
 from .scorn import SCORN
 
-__all__ = [
-    "REMASTER",
-    "SCORN",
-    "Automagic",
-    "EnhancedAdafactor",
-    "FARMSCrop",
-    "FARMSCropV2",
-    "FCompass",
-    "FMARSCrop",
-    "FMARSCrop_ExMachina",
-    "FishMonger",
-    "PersonaOptimizer",
-]
+#: The optimizers that need only torch, in catalogue order (``personalized list``).
+CATALOGUE = (
+    FCompass,
+    FishMonger,
+    FARMSCrop,
+    FARMSCropV2,
+    FMARSCrop,
+    FMARSCrop_ExMachina,
+    EnhancedAdafactor,
+    SCORN,
+    REMASTER,
+    PersonaOptimizer,
+    Automagic,
+)
+
+__all__ = [cls.__name__ for cls in CATALOGUE]
