@@ -70,24 +70,27 @@ def ulps(ours: torch.Tensor, recorded: torch.Tensor) -> torch.Tensor:
     return (ours.float() - recorded.float()).abs() / step
 
 
-def replay(case: Case, optimizer_class: type, in_ulps: bool = False, **kwargs: Any) -> list[float]:
+def replay(case: Case, optimizer_class: type, in_ulps: bool = False, copies: int = 1, **kwargs: Any) -> list[float]:
     """Teacher-forced replay: the max parameter error after each step (absolute, or in ulps).
 
     Before every step the parameters are reset to the recorded ones and the
     recorded gradient is fed; the optimizer's state follows its own run.
+    With ``copies``, the group holds that many copies of the three
+    parameters (so same-shape tensors exist) and every copy must follow the
+    recording.
     """
-    params = case.initial_params()
+    params = [p for _ in range(copies) for p in case.initial_params()]
     torch.manual_seed(case.meta.get("global_torch_seed", 1234))
     optimizer = optimizer_class(params, **{**case.kwargs, **kwargs})
     errors = []
     for step in range(case.steps):
         if step > 0:
-            for p, recorded in zip(params, case.params_after(step - 1)):
+            for p, recorded in zip(params, case.params_after(step - 1) * copies):
                 p.data.copy_(recorded)
-        for p, grad in zip(params, case.grads(step)):
+        for p, grad in zip(params, case.grads(step) * copies):
             p.grad = grad.clone()
         optimizer.step()
-        recorded = case.params_after(step)
+        recorded = case.params_after(step) * copies
         if in_ulps:
             errors.append(max(ulps(p.detach(), r).max().item() for p, r in zip(params, recorded)))
         else:

@@ -43,6 +43,25 @@ def test_teacher_forced_trajectory_matches(name: str) -> None:
     assert max(errors) <= tolerance, f"worst step {errors.index(max(errors))}: {max(errors):.3g}"
 
 
+FLOAT32 = [name for name in FAITHFUL if reference.load(name).dtype == torch.float32]
+
+
+@pytest.mark.parametrize("name", FLOAT32)
+def test_multi_tensor_path_follows_the_trajectories(name: str) -> None:
+    """Three copies of every parameter, stacked into batches of three, each follow the recording."""
+    case = reference.load(name)
+    cls = personalized.get_optimizer(case.optimizer)
+    errors = reference.replay(case, cls, copies=3, foreach=True)
+    assert max(errors) <= TOLERANCE, f"worst step {errors.index(max(errors))}: {max(errors):.3g}"
+
+
+@pytest.mark.parametrize("name", FLOAT32)
+def test_plain_path_follows_the_trajectories(name: str) -> None:
+    case = reference.load(name)
+    errors = reference.replay(case, personalized.get_optimizer(case.optimizer), copies=2, foreach=False)
+    assert max(errors) <= TOLERANCE, f"worst step {errors.index(max(errors))}: {max(errors):.3g}"
+
+
 @pytest.mark.parametrize("name", FAITHFUL)
 def test_final_state_matches(name: str) -> None:
     """Same state names as the original and the same values, so its checkpoints carry over."""

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .blocks import copy_stochastic_
+from .items import Scratch, StackedState, as_batch, batches, unbatch
 from .validation import Rule, reject_unknown, rules_for, validate
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -80,9 +81,16 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     ) -> None:
         owner = type(self).__name__
         rules = self.hyperparameter_rules()
+        speed = {key: unexpected.get(key, default) for key, default in self.speed_defaults().items()}
+        unexpected = {key: value for key, value in unexpected.items() if key not in speed}
+        defaults = {**defaults, **speed}
         reject_unknown(owner, unexpected, rules)
         validate(owner, "constructor", defaults, rules)
         self._check_group("constructor", defaults)
+        #: The stacked state of each multi-tensor batch, by the ids of its parameters.
+        self._stacked: dict[tuple[int, ...], StackedState] = {}
+        self._stacked_in_use: set[tuple[int, ...]] = set()
+        self._scratch = Scratch()
         #: Per group, the parameters stepped one by one since its step counter last advanced.
         self._stepped_this_round: dict[int, set[Tensor]] = {}
         super().__init__(params, defaults)
@@ -91,7 +99,25 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     def hyperparameter_defaults(cls) -> dict[str, Any]:
         """The constructor keywords and their defaults, read from the signature."""
         parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]
-        return {p.name: p.default for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD}
+        defaults = {p.name: p.default for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD}
+        return {**defaults, **cls.speed_defaults()}
+
+    @classmethod
+    def speed_defaults(cls) -> dict[str, Any]:
+        """The keywords of the fast paths, which every item-batched optimizer accepts.
+
+        ``foreach`` (default True): update same-shape parameters together, as
+        one stacked batch, instead of one tensor at a time. Same math (the
+        same code runs on the batch); about 2x faster on many small tensors
+        (LoRA). Set False to save the stacking buffers (at most 2 x 16 MiB)
+        or to reproduce the originals' random draws for bf16/fp16
+        parameters bit for bit.
+        ``compile`` (default False): also compile the update with
+        ``torch.compile`` (fuses it into a few kernels; the first step
+        takes a while to compile). Falls back to eager with one warning when
+        compilation is not available (common on Windows).
+        """
+        return {"foreach": True, "compile": False} if cls.item_batched else {}
 
     @classmethod
     def hyperparameter_rules(cls) -> dict[str, Rule]:
@@ -122,6 +148,10 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
         """Update ``p`` and the tensors in ``state`` in place (or rebind state entries).
 
+        Every tensor is an item batch: ``(n, *shape)`` for ``n`` parameters of
+        the same shape (``n = 1`` on the plain path), with per-tensor
+        reductions over the item dimensions (:mod:`personalized.blocks`);
+        per-tensor scalars in ``state`` have shape ``(n, 1, ..., 1)``.
         ``p``, ``grad`` and the low-precision state tensors are float32 copies
         for bf16/fp16 parameters. ``grad`` must not be modified: it may be the
         caller's ``p.grad``.
@@ -132,6 +162,11 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
 
     #: Write the parameter back before the state (the draw order of some originals).
     write_param_first: ClassVar[bool] = False
+    #: Whether ``_update`` receives item batches ``(n, *shape)`` (see :mod:`personalized.items`);
+    #: False: it receives each parameter's own tensors, one at a time.
+    item_batched: ClassVar[bool] = True
+    #: State entries holding one number per parameter tensor (0-dim per parameter).
+    scalar_state_keys: ClassVar[frozenset[str]] = frozenset()
     #: Whether each parameter can be updated on its own (from a backward hook, or on trial by
     #: :meth:`update_is_finite`); False for optimizers with a step size computed from all gradients.
     per_parameter_update: ClassVar[bool] = True
@@ -179,6 +214,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         dtype they were saved with (torch would cast them to the parameter's).
         """
         foreign = self._foreign_state_keys(state_dict["state"])
+        self._stacked.clear()
         settings = [dict(group) for group in self.param_groups]
         super().load_state_dict(state_dict)
         if foreign:
@@ -230,8 +266,12 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             if self.group_step:
                 group["step"] = group.get("step", 0) + 1
-            for p in self._stepped_params(group):
-                self._step_parameter(p, group)
+            together = self.item_batched and group.get("foreach", False)
+            for batch in batches(self._stepped_params(group), self.state, together):
+                self._step_items(batch, group)
+        # Forget the stacks of batches that no longer exist (their views stay valid).
+        self._stacked = {key: self._stacked[key] for key in self._stacked_in_use}
+        self._stacked_in_use = set()
         return loss
 
     @torch.no_grad()
@@ -252,7 +292,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
                 stepped.clear()
             stepped.add(p)
         if p.grad is not None and p.numel() > 0:
-            self._step_parameter(p, group)
+            self._step_items([p], group)
 
     @torch.no_grad()
     def update_is_finite(self) -> Tensor:
@@ -266,7 +306,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         checks = []
         for group in self.param_groups:
             trial_group = dict(group, step=group.get("step", 0) + 1) if self.group_step else group
-            checks += [self._step_parameter(p, trial_group, trial=True) for p in self._stepped_params(group)]
+            checks += [self._step_items([p], trial_group, trial=True) for p in self._stepped_params(group)]
         return torch.stack(checks).all() if checks else torch.tensor(True)
 
     @staticmethod
@@ -274,40 +314,105 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         """Parameters with a gradient; empty tensors have nothing to update."""
         return [p for p in group["params"] if p.grad is not None and p.numel() > 0]
 
-    def _step_parameter(self, p: Tensor, group: dict[str, Any], trial: bool = False) -> Tensor | None:
-        """Update one parameter; with ``trial``, on copies, returning whether all results are finite."""
-        if p.grad.is_sparse:
-            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-        grad = self._prepare_grad(p, p.grad, group)
-        state = self.state[p]
-        if trial:
-            state = {name: value.clone() if torch.is_tensor(value) else value for name, value in state.items()}
-        inits = self._state_init(group)
-        for name, init in inits.items():
-            if name not in state:
-                state[name] = init(p, grad)
-        step = self._advance_step(state, group)
+    def _step_items(self, params: list[Tensor], group: dict[str, Any], trial: bool = False) -> Tensor | None:
+        """Update ``params`` (same shape, dtype, device and clocks) with one ``_update`` call.
 
-        if p.dtype not in LOW_PRECISION and not trial:
-            self._update(p, grad.to(p.dtype), state, group, step)
-            return None
-        low = [name for name in inits if state[name].dtype in LOW_PRECISION]
-        work = dict(state)
-        for name in low:
-            work[name] = state[name].float()
-        p32 = p.float() if p.dtype in LOW_PRECISION else p.clone()
-        self._update(p32, grad.to(p32.dtype), work, group, step)
+        With ``trial`` (a single parameter), the update runs on copies and
+        the result is whether everything stayed finite.
+        """
+        for p in params:
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        first = params[0]
+        stacked = len(params) > 1
+        ndim = first.dim()
+        p_items = self._batch([p for p in params], "param")
+        grad = self._prepare_grad(p_items, self._batch([p.grad for p in params], "grad"), group)
+        states = [self.state[p] for p in params]
         if trial:
-            results = [p32, *(value for value in work.values() if torch.is_tensor(value) and value.is_floating_point())]
-            return torch.stack([torch.isfinite(result).all() for result in results]).all()
-        round_ = self._round(group)
-        if self.write_param_first:
-            self._write_param(p, p32, state, group)
-        for name, value in work.items():
-            if name in low:
-                round_(state[name], value)
-            else:
-                state[name] = value
-        if not self.write_param_first:
-            self._write_param(p, p32, state, group)
+            states = [{name: value.clone() if torch.is_tensor(value) else value for name, value in states[0].items()}]
+        inits = self._state_init(group)
+        for p, state, item_grad in zip(params, states, grad.unbind(0) if self.item_batched else [grad]):
+            for name, init in inits.items():
+                if name not in state:
+                    state[name] = init(p, item_grad)
+        steps = [self._advance_step(state, group) for state in states]
+        step = steps[0]
+        items = self._state_items(params, states)
+        before = dict(items)
+
+        if first.dtype not in LOW_PRECISION and not trial:
+            self._update(p_items, grad.to(first.dtype), items, group, step)
+        else:
+            low = [name for name in inits if items[name].dtype in LOW_PRECISION]
+            work = dict(items)
+            for name in low:
+                work[name] = items[name].float()
+            p32 = p_items.float() if first.dtype in LOW_PRECISION else p_items.clone()
+            self._update(p32, grad.to(p32.dtype), work, group, step)
+            if trial:
+                results = [p32, *(v for v in work.values() if torch.is_tensor(v) and v.is_floating_point())]
+                return torch.stack([torch.isfinite(result).all() for result in results]).all()
+            round_ = self._round(group)
+            if self.write_param_first:
+                self._write_param(p_items, p32, items, group)
+            for name, value in work.items():
+                if name in low:
+                    round_(items[name], value)
+                else:
+                    items[name] = value
+            if not self.write_param_first:
+                self._write_param(p_items, p32, items, group)
+        self._store_items(params, states, items, before, ndim)
+        if stacked:
+            torch._foreach_copy_(params, list(p_items.unbind(0)))
         return None
+
+    def _batch(self, tensors: list[Tensor], purpose: str) -> Tensor:
+        """The item batch of same-shape tensors (a view of a single one; stacked into a reused buffer)."""
+        if not self.item_batched:
+            return tensors[0]
+        out = self._scratch.get(purpose, tensors[0], len(tensors)) if len(tensors) > 1 else None
+        return as_batch(tensors, False, tensors[0].dim(), out)
+
+    def _state_items(self, params: list[Tensor], states: list[dict[str, Any]]) -> dict[str, Any]:
+        """The state of a batch as item batches (stacked tensors are kept between steps)."""
+        if not self.item_batched:
+            return dict(states[0])
+        ndim = params[0].dim()
+        if len(params) == 1:
+            return {
+                name: as_batch([value], name in self.scalar_state_keys, ndim) if torch.is_tensor(value) else value
+                for name, value in states[0].items()
+            }
+        key = tuple(map(id, params))
+        stacked = self._stacked.get(key)
+        if stacked is None or not stacked.matches(states):
+            stacked = self._stacked[key] = StackedState()
+            stacked.build(states, self.scalar_state_keys, ndim)
+        self._stacked_in_use.add(key)
+        return {**states[0], **stacked.stacks}
+
+    def _store_items(
+        self,
+        params: list[Tensor],
+        states: list[dict[str, Any]],
+        items: dict[str, Any],
+        before: dict[str, Any],
+        ndim: int,
+    ) -> None:
+        """Write back what ``_update`` rebound or created, and the clocks, to every parameter's state."""
+        if not self.item_batched:
+            states[0].update(items)
+            return
+        stacked = self._stacked.get(tuple(map(id, params))) if len(params) > 1 else None
+        for name, value in items.items():
+            if not torch.is_tensor(value):
+                for state in states:
+                    state[name] = value
+            elif value is not before.get(name):
+                scalar = name in self.scalar_state_keys
+                if stacked is not None:
+                    stacked.rebind(states, name, value, scalar)
+                else:
+                    states[0][name] = unbatch(value, scalar)[0]

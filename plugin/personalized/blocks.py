@@ -1,7 +1,10 @@
 """Named building blocks shared by every update rule.
 
-Each block works on one tensor and returns a new tensor (blocks ending in ``_``
-write into their first argument). Scalars that only depend on the step count
+Each block works on an *item batch* (``(n, *shape)``: ``n`` parameter tensors
+of the same shape, see :mod:`personalized.items`) and returns a new tensor
+(blocks ending in ``_`` write into their first argument). Every reduction is
+per item ("the RMS of the tensor" is the RMS of each item) and keeps its
+dimensions, so per-tensor scalars broadcast against the batch. Scalars that only depend on the step count
 (soft betas, amplification factors) are plain Python floats computed on the
 host; everything that depends on tensor values stays a tensor, so no block
 ever synchronises the host with the device.
@@ -14,6 +17,46 @@ import math
 
 import torch
 from torch import Tensor
+
+
+def item_dims(x: Tensor) -> tuple[int, ...]:
+    """The dimensions of one item (all but the leading batch dimension)."""
+    return tuple(range(1, x.dim()))
+
+
+def item_ndim(x: Tensor) -> int:
+    """The number of dimensions of one item (of the parameter tensor itself)."""
+    return x.dim() - 1
+
+
+def item_numel(x: Tensor) -> int:
+    """The number of elements of one item."""
+    return math.prod(x.shape[1:])
+
+
+def item_mean(x: Tensor) -> Tensor:
+    """Mean of each item, shape ``(n, 1, ..., 1)``."""
+    return x.mean(dim=item_dims(x), keepdim=True) if x.dim() > 1 else x
+
+
+def item_sum(x: Tensor) -> Tensor:
+    """Sum of each item, shape ``(n, 1, ..., 1)``."""
+    return x.sum(dim=item_dims(x), keepdim=True) if x.dim() > 1 else x
+
+
+def item_amax(x: Tensor) -> Tensor:
+    """Largest element of each item, shape ``(n, 1, ..., 1)``."""
+    return x.amax(dim=item_dims(x), keepdim=True) if x.dim() > 1 else x
+
+
+def item_norm(x: Tensor) -> Tensor:
+    """Euclidean (Frobenius) norm of each item, shape ``(n, 1, ..., 1)``."""
+    return torch.linalg.vector_norm(x, dim=item_dims(x), keepdim=True) if x.dim() > 1 else x.abs()
+
+
+def item_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Dot product of the flattened items of two ``(n, m)`` batches, shape ``(n, 1)``."""
+    return (a.unsqueeze(1) @ b.unsqueeze(2)).view(a.shape[0], 1)
 
 
 def soft_beta(beta: float, step: int) -> float:
@@ -29,8 +72,8 @@ def soft_beta(beta: float, step: int) -> float:
 
 
 def rms(x: Tensor) -> Tensor:
-    """Root mean square over the whole tensor, as a 0-dim tensor."""
-    return x.square().mean().sqrt()
+    """Root mean square of each item."""
+    return item_mean(x.square()).sqrt()
 
 
 def rms_clip_scaled(x: Tensor, clip: float, eps: float) -> Tensor:
@@ -64,7 +107,7 @@ def norm_clip(x: Tensor, max_norm: float) -> Tensor:
     """Rescale ``x`` so that its Frobenius norm is at most ``max_norm`` (0 disables)."""
     if max_norm == 0:
         return x
-    return x * (max_norm / torch.linalg.vector_norm(x).clamp(min=max_norm))
+    return x * (max_norm / item_norm(x).clamp(min=max_norm))
 
 
 def centralize(x: Tensor, strength: float) -> Tensor:
@@ -73,9 +116,9 @@ def centralize(x: Tensor, strength: float) -> Tensor:
     Only tensors with more than one dimension are centralised; vectors and
     scalars are returned unchanged, as are all tensors when ``strength == 0``.
     """
-    if strength == 0 or x.dim() <= 1:
+    if strength == 0 or item_ndim(x) <= 1:
         return x
-    return x - strength * x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
+    return x - strength * x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
 
 
 def compass(update: Tensor, momentum: Tensor, amplification: float) -> Tensor:
@@ -90,11 +133,11 @@ def cautious_mask(update: Tensor, direction: Tensor) -> Tensor:
     rest rescaled by about ``1 / fraction kept`` (ExMachina's normaliser).
     """
     keep = (update * direction > 0).to(update.dtype)
-    return keep * (update.numel() / (keep.sum() + 1))
+    return keep * (item_numel(update) / (item_sum(keep) + 1))
 
 
 def adaptive_eps(grad: Tensor, eps: float, eps2: float, eps_floor: float) -> Tensor:
-    """``max(min(eps, eps2 * rms(grad)), eps_floor)`` as a 0-dim tensor (no host sync)."""
+    """``max(min(eps, eps2 * rms(grad)), eps_floor)`` per item, as a tensor (no host sync)."""
     return (eps2 * rms(grad)).clamp(min=eps_floor, max=eps)
 
 
@@ -157,7 +200,7 @@ def mars_correction(grad: Tensor, grad_change: Tensor, gamma: float, beta1: floa
 
 def moment_centralize(momentum: Tensor, enabled: float) -> Tensor:
     """``m - mean(m)`` over the whole tensor when ``enabled`` is non-zero (its size is ignored)."""
-    return momentum - momentum.mean() if enabled else momentum
+    return momentum - item_mean(momentum) if enabled else momentum
 
 
 #: The originals' literal for 4/pi: ``ATAN2_SCALE * atan2(a, b)`` lies in (-2, 2).
@@ -172,10 +215,11 @@ def orthogonalize(p: Tensor, grad: Tensor, norm_floor: float) -> Tensor:
     the gradient's dtype and the orthogonal part in float32; the result has
     the gradient's dtype.
     """
-    w, g = p.reshape(-1).to(grad.dtype), grad.reshape(-1)
-    projection = torch.atan2(torch.dot(w, g), torch.dot(w, w)) * ATAN2_SCALE
+    n = grad.shape[0]
+    w, g = p.reshape(n, -1).to(grad.dtype), grad.reshape(n, -1)
+    projection = torch.atan2(item_dot(w, g), item_dot(w, w)) * ATAN2_SCALE
     ortho = g.float() - projection.float() * w.float()
-    ratio = (torch.linalg.vector_norm(g) / torch.linalg.vector_norm(ortho).clamp(min=norm_floor)).to(grad.dtype)
+    ratio = (item_norm(g) / item_norm(ortho).clamp(min=norm_floor)).to(grad.dtype)
     return (ortho * ratio).view(grad.shape).to(grad.dtype)
 
 
@@ -183,10 +227,11 @@ def orthogonalize_guarded(p: Tensor, grad: Tensor, eps: float) -> Tensor:
     """OrthoGrad as PersonaOptimizer does it, in float32: skipped when ``w.w < eps``, and
     renormalised only when both norms exceed ``eps``. The branches are tensor
     selects, so nothing synchronises with the host."""
-    w, g = p.reshape(-1).float(), grad.reshape(-1).float()
-    w_sq = torch.dot(w, w)
-    ortho = g - torch.atan2(torch.dot(w, g), w_sq) * ATAN2_SCALE * w
-    g_norm, o_norm = torch.linalg.vector_norm(g), torch.linalg.vector_norm(ortho)
+    n = grad.shape[0]
+    w, g = p.reshape(n, -1).float(), grad.reshape(n, -1).float()
+    w_sq = item_dot(w, w)
+    ortho = g - torch.atan2(item_dot(w, g), w_sq) * ATAN2_SCALE * w
+    g_norm, o_norm = item_norm(g), item_norm(ortho)
     rescale = (g_norm > eps) & (o_norm > eps)
     ortho = torch.where(rescale, ortho * (g_norm / torch.where(rescale, o_norm, 1.0)), ortho)
     return torch.where(w_sq >= eps, ortho, g).view(grad.shape).to(grad.dtype)
@@ -200,7 +245,7 @@ def cautious_floor(update: Tensor, direction: Tensor, floor: float, mean_floor: 
     """
     agree = update * direction
     keep = ((agree > 0) if strict else (agree >= 0)).to(update.dtype).clamp_(min=floor)
-    return keep / keep.mean().clamp(min=mean_floor)
+    return keep / item_mean(keep).clamp(min=mean_floor)
 
 
 #: Newton-Schulz coefficients of SCORN's six orthogonalisation steps (divided by 1024).
@@ -218,16 +263,17 @@ NEWTON_SCHULZ6 = tuple(
 
 
 def newton_schulz6(matrix: Tensor) -> Tensor:
-    """Approximate the orthogonal polar factor of a 2-D matrix with six Newton-Schulz steps (float32)."""
+    """Approximate the orthogonal polar factor of each matrix of an ``(n, rows, cols)`` batch
+    with six Newton-Schulz steps (float32)."""
     x = matrix.float()
-    x = x / (torch.linalg.vector_norm(x) + 1e-12)
-    transposed = x.shape[0] > x.shape[1]
+    x = x / (item_norm(x) + 1e-12)
+    transposed = x.shape[-2] > x.shape[-1]
     if transposed:
-        x = x.T
+        x = x.mT
     for a, b, c in NEWTON_SCHULZ6:
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if transposed else x
+    return x.mT if transposed else x
 
 
 def scion_init(p: Tensor) -> Tensor:
@@ -255,25 +301,25 @@ def scion_lmo(grad: Tensor) -> Tensor:
     scaled by ``sqrt(d_out / d_in)``; convolutions ``(d0, d1, k, ...)`` are
     orthogonalised as ``(d0, -1)`` matrices and scaled by ``sqrt(d0 / d1) / k^2``.
     """
-    if grad.dim() <= 1 or grad.numel() == 0:
-        return grad / (grad.square().sum(dim=0, keepdim=True).sqrt() + 1e-12)
-    d_out, d_in = grad.shape[:2]
+    if item_ndim(grad) <= 1 or grad.numel() == 0:
+        return grad / (item_sum(grad.square()).sqrt() + 1e-12)
+    d_out, d_in = grad.shape[1:3]
     scale = math.sqrt(d_out / d_in)
-    if grad.dim() > 2:
-        scale /= grad.shape[2] ** 2
-    return newton_schulz6(grad.reshape(d_out, -1)).view(grad.shape) * scale
+    if item_ndim(grad) > 2:
+        scale /= grad.shape[3] ** 2
+    return newton_schulz6(grad.reshape(grad.shape[0], d_out, -1)).reshape(grad.shape) * scale
 
 
 def rms_by_norm(x: Tensor) -> Tensor:
     """``norm(x) / sqrt(numel)``: the Adafactor family's RMS (same value as :func:`rms`,
     rounded the way HF Adafactor rounds it)."""
-    return torch.linalg.vector_norm(x) / (x.numel() ** 0.5)
+    return item_norm(x) / (item_numel(x) ** 0.5)
 
 
 def second_moment_state(p: Tensor) -> dict[str, Tensor]:
     """Adafactor's float32 second-moment state: row and column EMAs for tensors with
     at least two dimensions (about ``4 * (rows + cols)`` bytes), a full EMA otherwise."""
-    if p.dim() >= 2:
+    if item_ndim(p) >= 2:
         return {
             "exp_avg_sq_row": p.new_zeros(p.shape[:-1], dtype=torch.float32),
             "exp_avg_sq_col": p.new_zeros(p.shape[:-2] + p.shape[-1:], dtype=torch.float32),

@@ -123,6 +123,8 @@ COMMON_RULES: dict[str, Rule] = {
     "orthograd": Flag(),
     "constrain": Flag(),
     "stochastic_fp": Flag(),
+    "foreach": Flag(),
+    "compile": Flag(),
     "focus_ratio": NON_NEGATIVE,
     "focus_boost": NON_NEGATIVE,
     "focus_eps": NON_NEGATIVE,

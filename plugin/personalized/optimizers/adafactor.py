@@ -46,6 +46,7 @@ class EnhancedAdafactor(PersonalizedOptimizer):
           construction instead of failing inside ``step()``.
     """
 
+    scalar_state_keys: ClassVar[frozenset[str]] = frozenset({"RMS"})
     state_keys: ClassVar[frozenset[str]] = frozenset(
         {"step", "RMS", "exp_avg", "exp_avg_sq", "exp_avg_sq_row", "exp_avg_sq_col"}
     )

@@ -132,6 +132,8 @@ class AdamW8bitKahan(PersonalizedOptimizer):
           instead (for example a group with its own ``min_8bit_size``).
     """
 
+    #: bitsandbytes quantises each tensor on its own: one parameter per update, unbatched.
+    item_batched: ClassVar[bool] = False
     state_keys: ClassVar[frozenset[str]] = frozenset(
         {"step", "state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2", "shift"}
     )
@@ -282,4 +284,4 @@ def store_moments(state: dict[str, Any], m: Tensor, v: Tensor) -> None:
 
 def stabilized_lr(lr: float, grad: Tensor, v: Tensor, eps: float) -> Tensor:
     """``lr / max(1, rms(g / max(sqrt(v), eps)))`` as a 0-dim tensor (no host sync)."""
-    return lr / rms(grad / v.sqrt().clamp_(min=eps)).clamp_(min=1.0)
+    return lr / rms((grad / v.sqrt().clamp_(min=eps)).reshape(1, -1)).view(()).clamp_(min=1.0)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters
-from ..blocks import adafactor_normalize_, kahan_add_, rms_by_norm, second_moment_state
+from ..blocks import adafactor_normalize_, item_amax, item_mean, kahan_add_, rms_by_norm, second_moment_state
 from ..validation import BETA, NON_NEGATIVE, POSITIVE, UNIT, Flag, Numbers, Rule
 
 #: Start lrs above this are replaced by :data:`FALLBACK_START_LR`, as in the original.
@@ -19,7 +19,7 @@ FALLBACK_START_LR = 1e-6
 
 def quantize_lr_mask(lr: Tensor) -> tuple[Tensor, Tensor]:
     """int8 codes and float32 scale (``absmax / 127``) of a per-element lr tensor."""
-    absmax = lr.abs().amax()
+    absmax = item_amax(lr.abs())
     scale = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
     return (lr / scale).round_().clamp_(-127, 127).to(torch.int8), scale
 
@@ -65,6 +65,7 @@ class Automagic(PersonalizedOptimizer):
           on float16's grid.
     """
 
+    scalar_state_keys: ClassVar[frozenset[str]] = frozenset({"RMS", "lr_mask_scale", "avg_lr"})
     state_keys: ClassVar[frozenset[str]] = frozenset(
         {
             "step",
@@ -163,7 +164,7 @@ class Automagic(PersonalizedOptimizer):
         state["last_polarity"] = polarity
         lr = (state["lr_mask"].float() * state["lr_mask_scale"] + bump).clamp_(group["min_lr"], group["max_lr"])
         state["lr_mask"], state["lr_mask_scale"] = quantize_lr_mask(lr)
-        state["avg_lr"] = lr.mean()
+        state["avg_lr"] = item_mean(lr)
 
         update.mul_(lr)
         if group["weight_decay"] != 0:

@@ -128,6 +128,7 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
 
     #: d is global: no per-parameter update (NaNGuard checks gradients only; no gradient release).
     per_parameter_update: ClassVar[bool] = False
+    item_batched: ClassVar[bool] = False
 
     rule_overrides: ClassVar[dict[str, Rule]] = {
         "beta3": dataclasses.replace(BETA, optional=True),

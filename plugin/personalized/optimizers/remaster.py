@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, zeros
-from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize, rms, soft_beta
+from ..blocks import ATAN2_SCALE, cautious_floor, item_ndim, item_norm, orthogonalize, rms, soft_beta
 from ..resets import interval_clock, reset_now
 
 
@@ -74,7 +74,7 @@ class REMASTER(PersonalizedOptimizer):
         return {"ema": zeros, "ema_squared": zeros}
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
-        if group["orthograd"] and p.dim() >= 2:
+        if group["orthograd"] and item_ndim(p) >= 2:
             return orthogonalize(p, grad, norm_floor=1e-3)
         return grad
 
@@ -92,7 +92,7 @@ class REMASTER(PersonalizedOptimizer):
         sq_bias_correction = (1 - sq_beta**step) ** 0.5
 
         grad = grad / rms(grad).clamp(min=1.0)
-        norm_ratio = ATAN2_SCALE * torch.atan2(torch.linalg.vector_norm(grad), torch.linalg.vector_norm(ema))
+        norm_ratio = ATAN2_SCALE * torch.atan2(item_norm(grad), item_norm(ema))
         grad = torch.where(norm_ratio > 1e-6, grad / norm_ratio, grad)
         ema.mul_(beta1).add_(grad, alpha=1 - beta1)
         ema.mul_(cautious_floor(grad, ema, floor=beta1, mean_floor=1e-3))

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
-from ..blocks import ATAN2_SCALE, cautious_floor, orthogonalize, rms, scion_init, scion_lmo, soft_beta
+from ..blocks import ATAN2_SCALE, cautious_floor, item_ndim, orthogonalize, rms, scion_init, scion_lmo, soft_beta
 from ..resets import interval_clock, reset_now
 
 
@@ -85,7 +85,7 @@ class SCORN(PersonalizedOptimizer):
         return inits
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
-        if group["orthograd"] and p.dim() >= 2:
+        if group["orthograd"] and item_ndim(p) >= 2:
             return orthogonalize(p, grad, norm_floor=1e-6)
         return grad
 
