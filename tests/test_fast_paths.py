@@ -146,10 +146,10 @@ def test_large_groups_are_split_and_large_tensors_run_alone() -> None:
     assert [len(batch) for batch in batches(small, {p: {} for p in small}, together=False)] == [1] * 9
 
 
-def test_foreach_and_compile_are_validated_keywords() -> None:
+def test_foreach_is_a_validated_keyword() -> None:
     p = torch.nn.Parameter(torch.zeros(2))
     with pytest.raises(TypeError, match="foreach"):
         personalized.FCompass([p], foreach="yes")
-    with pytest.raises(TypeError, match="compile"):
-        personalized.FCompass([{"params": [p], "compile": 1}])
+    with pytest.raises(TypeError, match="foreach"):
+        personalized.FCompass([{"params": [p], "foreach": 1}])
     assert "foreach" not in personalized.get_optimizer("AdamW8bitKahan").hyperparameter_defaults()

@@ -104,20 +104,16 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
 
     @classmethod
     def speed_defaults(cls) -> dict[str, Any]:
-        """The keywords of the fast paths, which every item-batched optimizer accepts.
+        """The keyword of the multi-tensor path, which every item-batched optimizer accepts.
 
         ``foreach`` (default True): update same-shape parameters together, as
         one stacked batch, instead of one tensor at a time. Same math (the
-        same code runs on the batch); about 2x faster on many small tensors
-        (LoRA). Set False to save the stacking buffers (at most 2 x 16 MiB)
-        or to reproduce the originals' random draws for bf16/fp16
-        parameters bit for bit.
-        ``compile`` (default False): also compile the update with
-        ``torch.compile`` (fuses it into a few kernels; the first step
-        takes a while to compile). Falls back to eager with one warning when
-        compilation is not available (common on Windows).
+        same code runs on the batch), much faster on many small tensors
+        (LoRA). Set False to save the stacking buffers (two of at most
+        16 MiB each per dtype and device) or to reproduce the originals'
+        random draws for bf16/fp16 parameters bit for bit.
         """
-        return {"foreach": True, "compile": False} if cls.item_batched else {}
+        return {"foreach": True} if cls.item_batched else {}
 
     @classmethod
     def hyperparameter_rules(cls) -> dict[str, Rule]:

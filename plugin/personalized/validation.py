@@ -124,7 +124,6 @@ COMMON_RULES: dict[str, Rule] = {
     "constrain": Flag(),
     "stochastic_fp": Flag(),
     "foreach": Flag(),
-    "compile": Flag(),
     "focus_ratio": NON_NEGATIVE,
     "focus_boost": NON_NEGATIVE,
     "focus_eps": NON_NEGATIVE,
