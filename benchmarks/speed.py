@@ -30,9 +30,10 @@ Speed
     script warns when the load suggests this; run on a quiet machine, with
     ``--threads 1``, or with ``OMP_WAIT_POLICY=PASSIVE`` in the environment.
 
-    With ``--compile``, an optimizer that accepts a ``compile=True`` keyword
-    (``"compile" in cls.hyperparameter_defaults()``) is built with it and its first
-    step, which includes the compilation, is timed on its own; the others show n/a.
+    ``--set KEY=VALUE`` (repeatable) builds every optimizer that accepts the
+    keyword with it, e.g. ``--set foreach=False`` for the one-tensor-at-a-time
+    path or ``--set bf16_state=True`` for bfloat16 state; the others are built
+    as usual.
 
 Optimizer state
     Bytes of optimizer state per parameter element: the sum of ``nbytes`` of every
@@ -65,6 +66,7 @@ Memory with and without gradient release
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import json
 import math
@@ -136,15 +138,16 @@ def fused_adamw(params: list[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-4, fused=True)
 
 
-def supports_compile(cls: type) -> bool:
-    """Whether ``cls`` takes a ``compile`` keyword (none of the optimizers does yet)."""
+def accepted(cls: type, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``options`` that ``cls`` takes as constructor keywords."""
     defaults = getattr(cls, "hyperparameter_defaults", None)
-    return callable(defaults) and "compile" in defaults()
+    known = defaults() if callable(defaults) else {}
+    return {key: value for key, value in options.items() if key in known}
 
 
-def preset_factory(name: str, compile: bool = False) -> OptimizerFactory:
-    """Builds ``name`` from its default preset (its constructor defaults without pyyaml)."""
-    extra = {"compile": True} if compile else {}
+def preset_factory(name: str, extra: dict[str, Any] | None = None) -> OptimizerFactory:
+    """Builds ``name`` from its default preset (its constructor defaults without pyyaml), with ``extra`` keywords."""
+    extra = extra or {}
 
     def build(params: list[nn.Parameter]) -> torch.optim.Optimizer:
         return personalized.create_optimizer(params, name, **extra)
@@ -229,8 +232,8 @@ class SpeedResult:
     ratio_high: float  #: largest per-round ratio
     state_bytes_per_element: float
     adamw_state_bytes_per_element: float
-    first_step_ms: float  #: the first step alone (state allocation; compilation with --compile)
-    compiled: bool  #: built with compile=True
+    first_step_ms: float  #: the first step alone (it allocates the state)
+    options: dict[str, Any] = field(default_factory=dict)  #: keywords from --set that the optimizer took
     load_average: float | None = None  #: 1-minute load average of the machine after the rounds
     round_ms: list[float] = field(default_factory=list)
     adamw_round_ms: list[float] = field(default_factory=list)
@@ -243,7 +246,7 @@ def benchmark_optimizer(
     steps: int = 2,
     rounds: int = 7,
     warmup: int = 1,
-    compiled: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> SpeedResult:
     """Time ``factory``'s optimizer against fused AdamW on the same parameters and gradients."""
     params = make_parameters(shapes)
@@ -267,7 +270,7 @@ def benchmark_optimizer(
         state_bytes_per_element=state_bytes(candidate) / elements,
         adamw_state_bytes_per_element=state_bytes(baseline) / elements,
         first_step_ms=first_step_ms,
-        compiled=compiled,
+        options=options or {},
         load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         round_ms=cand_ms,
         adamw_round_ms=base_ms,
@@ -442,10 +445,11 @@ def format_ms(ms: float) -> str:
     return f"{ms:.1f}" if ms >= 1 else f"{ms:.3f}"
 
 
-def speed_table(results: Sequence[SpeedResult], show_compile: bool) -> str:
-    """The speed table; the compile column only with ``--compile``."""
+def speed_table(results: Sequence[SpeedResult]) -> str:
+    """The speed table; an ``options`` column when some optimizer was built with ``--set`` keywords."""
+    show_options = any(r.options for r in results)
     header = ["optimizer", "ms/step", "AdamW ms/step", "ratio", "ratio range", "state B/elem", "load"]
-    header += ["compile 1st step ms"] if show_compile else []
+    header += ["options"] if show_options else []
     rows = []
     for r in results:
         row = [
@@ -457,7 +461,7 @@ def speed_table(results: Sequence[SpeedResult], show_compile: bool) -> str:
             f"{r.state_bytes_per_element:.2f}",
             "n/a" if r.load_average is None else f"{r.load_average:.1f}",
         ]
-        row += [format_ms(r.first_step_ms) if r.compiled else "n/a"] if show_compile else []
+        row += [", ".join(f"{k}={v!r}" for k, v in r.options.items()) or "-"] if show_options else []
         rows.append(row)
     return format_table(header, rows)
 
@@ -569,7 +573,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="small parameter set and model, for a smoke run")
-    parser.add_argument("--compile", action="store_true", help="build with compile=True where accepted")
+    parser.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="constructor keyword for every optimizer that accepts it, e.g. foreach=False (repeatable)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the gradient-release memory figures")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -578,6 +589,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{option} must be at least 1")
     if args.warmup < 0:
         parser.error("--warmup must be at least 0")
+    args.options = dict(parse_option(parser, text) for text in args.options)
     args.optimizers = [n.strip() for n in args.optimizers.split(",") if n.strip()] or personalized.available()
     for name in args.optimizers:
         try:
@@ -585,6 +597,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         except ValueError as error:
             parser.error(str(error))
     return args
+
+
+def parse_option(parser: argparse.ArgumentParser, text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a Python literal value (``foreach=False``, ``betas=(0.9,0.99)``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        parser.error(f"--set {text!r}: expected KEY=VALUE, e.g. foreach=False")
+    try:
+        return key.strip(), ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        parser.error(f"--set {text!r}: {value!r} is not a Python literal (True, 0.9, (0.9, 0.99), 'text')")
+    raise AssertionError("unreachable")
 
 
 def run_speed(args: argparse.Namespace, optimizers: Sequence[tuple[str, type]], out: Any) -> list[SpeedResult]:
@@ -597,12 +621,12 @@ def run_speed(args: argparse.Namespace, optimizers: Sequence[tuple[str, type]], 
     )
     results = []
     for name, cls in optimizers:
-        compiled = args.compile and supports_compile(cls)
-        factory = preset_factory(name, compiled)
-        result = benchmark_optimizer(name, factory, shapes, args.steps, args.rounds, args.warmup, compiled)
+        options = accepted(cls, args.options)
+        factory = preset_factory(name, options)
+        result = benchmark_optimizer(name, factory, shapes, args.steps, args.rounds, args.warmup, options)
         results.append(result)
         print(f"  {name}: {result.ms_per_step:.1f} ms/step, {result.ratio:.1f}x AdamW", file=out, flush=True)
-    print(f"\n{speed_table(results, args.compile)}", file=out)
+    print(f"\n{speed_table(results)}", file=out)
     if results:
         print(f"\nfused AdamW state: {results[0].adamw_state_bytes_per_element:.2f} B/elem", file=out)
     return results
@@ -612,8 +636,8 @@ def run_memory(args: argparse.Namespace, optimizers: Sequence[tuple[str, type]],
     """Peak memory of a training step of the small model, without and with gradient release."""
     model = QUICK_MEMORY if args.quick else dict(width=MEMORY_WIDTH, depth=MEMORY_DEPTH, batch=MEMORY_BATCH)
     results = memory_pair("torch AdamW(fused)", fused_adamw, **model)
-    for name, _ in optimizers:
-        results += memory_pair(name, preset_factory(name), **model)
+    for name, cls in optimizers:
+        results += memory_pair(name, preset_factory(name, accepted(cls, args.options)), **model)
     params = element_count(make_mlp(model["width"], model["depth"]).parameters())
     print(
         f"\nMemory of a training step: {model['depth']} x (Linear({model['width']}, {model['width']}) + GELU), "

@@ -29,7 +29,7 @@ SPEED_FIELDS = {
     "state_bytes_per_element",
     "adamw_state_bytes_per_element",
     "first_step_ms",
-    "compiled",
+    "options",
     "load_average",
     "round_ms",
     "adamw_round_ms",
@@ -87,7 +87,7 @@ def test_benchmark_optimizer_reports_every_field(speed) -> None:
     assert result.ratio_low <= result.ratio_high
     assert result.state_bytes_per_element > 0
     assert result.adamw_state_bytes_per_element >= 8
-    assert result.compiled is False
+    assert result.options == {}
 
 
 def test_rounds_alternate_and_time_the_given_step_counts(speed) -> None:
@@ -106,24 +106,29 @@ def test_rounds_alternate_and_time_the_given_step_counts(speed) -> None:
     assert calls == ["a", "a", "a", "b", "b", "a", "a", "a"]
 
 
-def test_compile_is_used_only_where_accepted(speed) -> None:
-    class WithCompile:
-        @classmethod
-        def hyperparameter_defaults(cls) -> dict[str, object]:
-            return {"lr": 1e-3, "compile": False}
-
-    assert speed.supports_compile(WithCompile)
-    assert not speed.supports_compile(personalized.FCompass)
-    assert not speed.supports_compile(torch.optim.AdamW)
+def test_set_options_go_only_where_accepted(speed) -> None:
+    args = speed.parse_args(["--set", "foreach=False", "--set", "bf16_state=True", "--optimizers", "FCompass"])
+    assert args.options == {"foreach": False, "bf16_state": True}
+    assert speed.accepted(personalized.FCompass, args.options) == args.options
+    assert speed.accepted(personalized.get_optimizer("Prodigy"), args.options) == {}
+    assert speed.accepted(torch.optim.AdamW, args.options) == {}
+    optimizer = speed.preset_factory("FCompass", args.options)(speed.make_parameters(TINY_SHAPES))
+    assert optimizer.defaults["foreach"] is False and optimizer.defaults["bf16_state"] is True
     result = speed.benchmark_optimizer(
-        "SGD", lambda params: torch.optim.SGD(params, lr=0.1), TINY_SHAPES, steps=1, rounds=1, compiled=True
+        "FCompass", speed.preset_factory("FCompass", args.options), TINY_SHAPES, 1, 1, 0, args.options
     )
-    table = speed.speed_table([result], show_compile=True)
-    assert "compile 1st step ms" in table
-    assert table.splitlines()[-1].split("|")[-2].strip() == speed.format_ms(result.first_step_ms)
-    result.compiled = False
-    assert "n/a" in speed.speed_table([result], show_compile=True)
-    assert "compile" not in speed.speed_table([result], show_compile=False)
+    assert result.state_bytes_per_element == pytest.approx(6.0, rel=0.01)  # three bf16 moments
+    table = speed.speed_table([result])
+    assert table.splitlines()[0].split("|")[-2].strip() == "options"
+    assert "foreach=False, bf16_state=True" in table
+    assert "options" not in speed.speed_table([speed.benchmark_optimizer("SGD", speed.fused_adamw, TINY_SHAPES, 1, 1)])
+
+
+@pytest.mark.parametrize("text", ["foreach", "=1", "foreach=nope("])
+def test_bad_set_options_exit_with_usage(speed, text: str) -> None:
+    with pytest.raises(SystemExit) as error:
+        speed.parse_args(["--set", text])
+    assert error.value.code == 2
 
 
 def test_memory_with_and_without_gradient_release(speed) -> None:

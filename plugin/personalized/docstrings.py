@@ -7,11 +7,15 @@ import re
 
 
 def argument_help(cls: type) -> dict[str, str]:
-    """``{keyword: description}`` from the docstring's ``Args:`` section."""
+    """``{keyword: description}`` from the docstring's ``Args:`` section, then the keywords
+    every optimizer of the package shares."""
+    from .base import SHARED_KEYWORD_HELP
+
+    shared = {key: text for key, text in SHARED_KEYWORD_HELP.items() if key in getattr(cls, "shared_defaults", dict)()}
     doc = inspect.cleandoc(cls.__doc__ or "")
     match = re.search(r"^Args:\n(.*?)(?:\n\S|\Z)", doc, flags=re.S | re.M)
     if not match:
-        return {}
+        return shared
     entries: dict[str, str] = {}
     current = None
     for line in match.group(1).splitlines():
@@ -21,7 +25,7 @@ def argument_help(cls: type) -> dict[str, str]:
             entries[current] = entry.group(2).strip()
         elif current and line.strip():
             entries[current] += " " + line.strip()
-    return entries
+    return {**entries, **shared}
 
 
 def quirks(cls: type) -> str:

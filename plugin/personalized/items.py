@@ -33,9 +33,9 @@ FOREACH_MAX_ELEMENTS = 1 << 22
 
 def batch_key(p: Tensor, state: dict[str, Any]) -> tuple[Any, ...]:
     """Parameters with equal keys can be updated together: same shape, dtypes and
-    device, and the same step counters and clocks (the non-tensor state)."""
-    clocks = tuple((key, value) for key, value in state.items() if not torch.is_tensor(value))
-    return (p.shape, p.dtype, p.grad.dtype, p.device, clocks)
+    device, the same step counters and clocks (the non-tensor state) and state dtypes."""
+    kept = tuple((key, value.dtype if torch.is_tensor(value) else value) for key, value in state.items())
+    return (p.shape, p.dtype, p.grad.dtype, p.device, kept)
 
 
 def batches(params: Sequence[Tensor], states: Any, together: bool) -> list[list[Tensor]]:
