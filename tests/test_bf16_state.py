@@ -10,9 +10,8 @@ import torch
 import personalized
 
 import reference
-from test_reference import FAITHFUL
 
-FLOAT32 = [name for name in FAITHFUL if reference.load(name).dtype == torch.float32]
+FLOAT32 = reference.faithful("float32")
 #: Largest per-step error of the update allowed against the float32-state recording, relative to
 #: the recorded update's norm (measured: at most 1.34%, FARMSCropV2).
 UPDATE_TOLERANCE = 0.02

@@ -11,11 +11,7 @@ import personalized
 
 import reference
 
-CORE = ["FCompass", "FishMonger", "FARMSCrop", "FARMSCropV2", "FMARSCrop", "FMARSCrop_ExMachina"]
-CHROMA = ["EnhancedAdafactor", "SCORN", "REMASTER", "PersonaOptimizer", "Automagic"]
-#: Cases where the original's behaviour was a defect we fixed; tested below instead.
-FIXED = {"FishMonger__wd_clip0_diffamp2"}
-FAITHFUL = [name for name in reference.cases(CORE + CHROMA, status="ok") if name not in FIXED]
+FAITHFUL = reference.faithful()
 TOLERANCE = 1e-6
 #: bf16 cases that are not bit-exact, with the largest error allowed in bf16 ulps. Automagic's
 #: original ran its first step with a bf16 second moment; ours is float32 from the start.
@@ -43,7 +39,7 @@ def test_teacher_forced_trajectory_matches(name: str) -> None:
     assert max(errors) <= tolerance, f"worst step {errors.index(max(errors))}: {max(errors):.3g}"
 
 
-FLOAT32 = [name for name in FAITHFUL if reference.load(name).dtype == torch.float32]
+FLOAT32 = reference.faithful("float32")
 
 
 @pytest.mark.parametrize("name", FLOAT32)
@@ -121,7 +117,7 @@ def test_recorded_crash_case_now_runs_without_clipping(name: str) -> None:
 
 def test_crash_cases_record_the_fixed_defect() -> None:
     """The recorded crashes are the ZeroDivisionError of clip=0 that we fixed."""
-    for name in reference.cases(CORE, status="crash"):
+    for name in reference.cases(reference.TORCH_ONLY[:6], status="crash"):
         case = reference.load(name)
         assert "ZeroDivisionError" in case.meta["error"]
         assert case.kwargs == {"clip": 0.0}
