@@ -82,6 +82,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import personalized
 
@@ -89,6 +90,8 @@ import personalized
 LORA_RANK = 16
 LORA_DIMS = (320, 640, 1280, 2048)
 PAIRS_PER_DIM = 100
+#: The host-bound set: the same 800 tensors shrunk to ``(2, d // 64)`` and ``(d // 64, 2)``.
+TINY_RANK, TINY_DIVISOR = 2, 64
 #: Upper bound of the duration of one AdamW timing round.
 BASELINE_ROUND_SECONDS = 1.0
 #: The small model of the memory benchmark, full size and with --quick.
@@ -107,6 +110,13 @@ def lora_shapes(quick: bool = False) -> list[tuple[int, int]]:
     """Shapes of the LoRA parameter set: ``(16, d)`` and ``(d, 16)`` pairs, 100 per d (1 with ``quick``)."""
     pairs = 1 if quick else PAIRS_PER_DIM
     return [shape for d in LORA_DIMS for _ in range(pairs) for shape in ((LORA_RANK, d), (d, LORA_RANK))]
+
+
+def tiny_lora_shapes(quick: bool = False) -> list[tuple[int, int]]:
+    """The LoRA set's structure with tiny tensors: a step's cost is then host work and kernel calls."""
+    pairs = 1 if quick else PAIRS_PER_DIM
+    dims = [d // TINY_DIVISOR for d in LORA_DIMS]
+    return [shape for d in dims for _ in range(pairs) for shape in ((TINY_RANK, d), (d, TINY_RANK))]
 
 
 def make_parameters(shapes: Sequence[tuple[int, ...]], seed: int = 0) -> list[nn.Parameter]:
@@ -188,6 +198,26 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(storages.values())
 
 
+class CountCalls(TorchDispatchMode):
+    """Counts the ATen operator calls made while it is active (each is a kernel launch on a GPU,
+    views aside)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def calls_per_step(optimizer: torch.optim.Optimizer) -> int:
+    """ATen operator calls of one ``step()``."""
+    with CountCalls() as counter:
+        optimizer.step()
+    return counter.count
+
+
 def time_steps(optimizer: torch.optim.Optimizer, steps: int) -> float:
     """Milliseconds per ``step()``, averaged over ``steps`` consecutive steps."""
     start = time.perf_counter()
@@ -233,6 +263,9 @@ class SpeedResult:
     state_bytes_per_element: float
     adamw_state_bytes_per_element: float
     first_step_ms: float  #: the first step alone (it allocates the state)
+    calls_per_step: int  #: ATen operator calls of one step
+    adamw_calls_per_step: int
+    tiny_ratio: float  #: ms/step over fused AdamW's on the tiny set (host-bound)
     options: dict[str, Any] = field(default_factory=dict)  #: keywords from --set that the optimizer took
     load_average: float | None = None  #: 1-minute load average of the machine after the rounds
     round_ms: list[float] = field(default_factory=list)
@@ -247,8 +280,10 @@ def benchmark_optimizer(
     rounds: int = 7,
     warmup: int = 1,
     options: dict[str, Any] | None = None,
+    tiny_shapes: Sequence[tuple[int, ...]] = (),
 ) -> SpeedResult:
-    """Time ``factory``'s optimizer against fused AdamW on the same parameters and gradients."""
+    """Time ``factory``'s optimizer against fused AdamW on the same parameters and gradients,
+    then on ``tiny_shapes`` (one tiny tensor when empty), where host work dominates."""
     params = make_parameters(shapes)
     elements = element_count(params)
     baseline, candidate = fused_adamw(params), factory(params)
@@ -260,6 +295,12 @@ def benchmark_optimizer(
         baseline, candidate, steps, rounds, baseline_steps(steps, warm_cand, warm_base)
     )
     per_round = [c / b for c, b in zip(cand_ms, base_ms)]
+    tiny_params = make_parameters(tiny_shapes or [(TINY_RANK, 1)])
+    tiny_base, tiny_cand = fused_adamw(tiny_params), factory(tiny_params)
+    tiny_warm = [time_steps(optimizer, 3) for optimizer in (tiny_cand, tiny_base)]
+    tiny_base_ms, tiny_cand_ms = interleaved_rounds(
+        tiny_base, tiny_cand, steps, rounds, baseline_steps(steps, *tiny_warm)
+    )
     return SpeedResult(
         optimizer=name,
         ms_per_step=statistics.median(cand_ms),
@@ -270,6 +311,9 @@ def benchmark_optimizer(
         state_bytes_per_element=state_bytes(candidate) / elements,
         adamw_state_bytes_per_element=state_bytes(baseline) / elements,
         first_step_ms=first_step_ms,
+        calls_per_step=calls_per_step(candidate),
+        adamw_calls_per_step=calls_per_step(baseline),
+        tiny_ratio=statistics.median(tiny_cand_ms) / statistics.median(tiny_base_ms),
         options=options or {},
         load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         round_ms=cand_ms,
@@ -448,7 +492,8 @@ def format_ms(ms: float) -> str:
 def speed_table(results: Sequence[SpeedResult]) -> str:
     """The speed table; an ``options`` column when some optimizer was built with ``--set`` keywords."""
     show_options = any(r.options for r in results)
-    header = ["optimizer", "ms/step", "AdamW ms/step", "ratio", "ratio range", "state B/elem", "load"]
+    header = ["optimizer", "ms/step", "AdamW ms/step", "ratio", "ratio range", "tiny ratio", "calls/step"]
+    header += ["state B/elem", "load"]
     header += ["options"] if show_options else []
     rows = []
     for r in results:
@@ -458,6 +503,8 @@ def speed_table(results: Sequence[SpeedResult]) -> str:
             format_ms(r.adamw_ms_per_step),
             f"{r.ratio:.1f}x",
             f"{r.ratio_low:.1f}-{r.ratio_high:.1f}",
+            f"{r.tiny_ratio:.1f}x",
+            f"{r.calls_per_step:,}",
             f"{r.state_bytes_per_element:.2f}",
             "n/a" if r.load_average is None else f"{r.load_average:.1f}",
         ]
@@ -623,12 +670,18 @@ def run_speed(args: argparse.Namespace, optimizers: Sequence[tuple[str, type]], 
     for name, cls in optimizers:
         options = accepted(cls, args.options)
         factory = preset_factory(name, options)
-        result = benchmark_optimizer(name, factory, shapes, args.steps, args.rounds, args.warmup, options)
+        result = benchmark_optimizer(
+            name, factory, shapes, args.steps, args.rounds, args.warmup, options, tiny_lora_shapes(args.quick)
+        )
         results.append(result)
         print(f"  {name}: {result.ms_per_step:.1f} ms/step, {result.ratio:.1f}x AdamW", file=out, flush=True)
     print(f"\n{speed_table(results)}", file=out)
     if results:
-        print(f"\nfused AdamW state: {results[0].adamw_state_bytes_per_element:.2f} B/elem", file=out)
+        print(
+            f"\nfused AdamW: state {results[0].adamw_state_bytes_per_element:.2f} B/elem, "
+            f"{results[0].adamw_calls_per_step:,} calls/step",
+            file=out,
+        )
     return results
 
 

@@ -29,6 +29,9 @@ SPEED_FIELDS = {
     "state_bytes_per_element",
     "adamw_state_bytes_per_element",
     "first_step_ms",
+    "calls_per_step",
+    "adamw_calls_per_step",
+    "tiny_ratio",
     "options",
     "load_average",
     "round_ms",
@@ -183,9 +186,12 @@ def test_command_line_prints_tables_and_writes_json(speed, tmp_path) -> None:
     out = io.StringIO()
     speed.run(args, out)
     printed = out.getvalue()
-    assert "| optimizer | ms/step | AdamW ms/step | ratio | ratio range | state B/elem | load |" in printed
+    assert (
+        "| optimizer | ms/step | AdamW ms/step | ratio | ratio range | tiny ratio | calls/step | state B/elem | load |"
+        in printed
+    )
     assert "| FCompass " in printed
-    assert "fused AdamW state: 8." in printed
+    assert "fused AdamW: state 8." in printed
     assert "peak, release" in printed
     figures = json.loads(path.read_text())
     assert printed.startswith(f"{figures['machine']['date']}  torch {torch.__version__}")
@@ -217,3 +223,18 @@ def test_contention_warning_only_when_threads_would_spin_on_a_busy_machine(speed
     assert speed.contention_warning({**busy, "omp_wait_policy": "passive"}) is None
     assert speed.contention_warning({**busy, "load_average": None}) is None
     assert "OMP_WAIT_POLICY=PASSIVE" in speed.machine_line({**speed.describe_machine(2), "omp_wait_policy": "PASSIVE"})
+
+
+def test_calls_are_counted_per_step(speed) -> None:
+    def steady(optimizer: torch.optim.Optimizer) -> int:
+        optimizer.step()  # the first step also creates the state
+        return speed.calls_per_step(optimizer)
+
+    params = speed.make_parameters(speed.tiny_lora_shapes(quick=True))
+    assert len(params) == 8 and max(p.numel() for p in params) == 2 * 32
+    assert steady(speed.fused_adamw(params)) <= 4  # one fused kernel for all tensors
+    # 100 tensors of two shapes: far fewer calls together than one by one.
+    many = speed.tiny_lora_shapes()[:2] * 50
+    together = steady(personalized.FCompass(speed.make_parameters(many)))
+    alone = steady(personalized.FCompass(speed.make_parameters(many), foreach=False))
+    assert together * 10 < alone
