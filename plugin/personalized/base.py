@@ -334,10 +334,11 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         if trial:
             states = [{name: value.clone() if torch.is_tensor(value) else value for name, value in states[0].items()}]
         inits = self._state_init(group)
-        for p, state, item_grad in zip(params, states, grad.unbind(0) if self.item_batched else [grad]):
-            for name, init in inits.items():
-                if name not in state:
-                    state[name] = self._stored(init(p, item_grad), group)
+        if any(name not in state for state in states for name in inits):
+            for p, state, item_grad in zip(params, states, grad.unbind(0) if self.item_batched else [grad]):
+                for name, init in inits.items():
+                    if name not in state:
+                        state[name] = self._stored(init(p, item_grad), group)
         steps = [self._advance_step(state, group) for state in states]
         step = steps[0]
         items = self._state_items(params, states)

@@ -19,6 +19,7 @@ state edited by hand).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ FOREACH_MAX_ELEMENTS = 1 << 22
 def batch_key(p: Tensor, state: dict[str, Any]) -> tuple[Any, ...]:
     """Parameters with equal keys can be updated together: same shape, dtypes and
     device, the same step counters and clocks (the non-tensor state) and state dtypes."""
-    kept = tuple((key, value.dtype if torch.is_tensor(value) else value) for key, value in state.items())
+    kept = tuple([(key, value.dtype if isinstance(value, Tensor) else value) for key, value in state.items()])
     return (p.shape, p.dtype, p.grad.dtype, p.device, kept)
 
 
@@ -85,10 +86,10 @@ class StackedState:
 
     def matches(self, states: Sequence[dict[str, Any]]) -> bool:
         """Whether every parameter's state still holds exactly this batch's views."""
-        keys = [key for key, value in states[0].items() if torch.is_tensor(value)]
+        keys = [key for key, value in states[0].items() if isinstance(value, Tensor)]
         if sorted(keys) != sorted(self.views):
             return False
-        return all(state[key] is view for key in keys for state, view in zip(states, self.views[key]))
+        return all(all(map(operator.is_, [state[key] for state in states], self.views[key])) for key in keys)
 
     def build(self, states: Sequence[dict[str, Any]], scalar_keys: Iterable[str], item_ndim: int) -> None:
         """Stack the parameters' current state tensors and point each parameter at its row."""
