@@ -137,7 +137,7 @@ def test_parameters_without_gradient_and_single_updates_keep_the_batches_right()
 def test_large_groups_are_split_and_large_tensors_run_alone() -> None:
     from personalized.items import batches
 
-    small = [torch.nn.Parameter(torch.zeros(1024, 1024)) for _ in range(9)]
+    small = [torch.nn.Parameter(torch.zeros(4, FOREACH_MAX_ELEMENTS // 16)) for _ in range(9)]
     large = torch.nn.Parameter(torch.zeros(FOREACH_MAX_ELEMENTS + 1))
     for p in [*small, large]:
         p.grad = torch.zeros_like(p)

@@ -40,8 +40,9 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 SHARED_KEYWORD_HELP = {
     "foreach": (
         "update same-shape parameters together as one stacked batch (same math, much faster on the "
-        "many small tensors of a LoRA). False saves the two stacking buffers (at most 16 MiB each) and "
-        "reproduces the originals' random draws for bf16/fp16 parameters bit for bit."
+        "many small tensors of a LoRA, above all on a GPU). False saves memory (two 4 MiB stacking buffers, "
+        "and about 30 MiB less peak during a step) and reproduces the originals' random draws for bf16/fp16 "
+        "parameters bit for bit."
     ),
     "bf16_state": (
         "keep float32 parameters' optimizer state in bfloat16 with stochastic rounding: half the "

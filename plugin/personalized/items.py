@@ -27,9 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-#: Largest number of elements stacked into one batch: 4M elements, 16 MiB per float32
-#: temporary. Larger same-shape groups are split; a larger tensor runs alone.
-FOREACH_MAX_ELEMENTS = 1 << 22
+#: Largest number of elements stacked into one batch: 1M elements, 4 MiB per float32
+#: temporary, so a step's peak memory grows by a few tens of MiB at most (a dozen live
+#: temporaries); a LoRA's hundreds of small tensors still make only a few batches. Larger
+#: same-shape groups are split; a larger tensor runs alone.
+FOREACH_MAX_ELEMENTS = 1 << 20
 
 
 def batch_key(p: Tensor, state: dict[str, Any]) -> tuple[Any, ...]:
