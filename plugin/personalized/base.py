@@ -425,6 +425,6 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
             elif value is not before.get(name):
                 scalar = name in self.scalar_state_keys
                 if stacked is not None:
-                    stacked.rebind(states, name, value, scalar)
+                    stacked.store(states, name, value, scalar)
                 else:
                     states[0][name] = unbatch(value, scalar)[0]

@@ -102,6 +102,15 @@ class StackedState:
                 stacked = as_batch([state[key] for state in states], key in scalar_keys, item_ndim)
                 self.rebind(states, key, stacked, key in scalar_keys)
 
+    def store(self, states: Sequence[dict[str, Any]], key: str, value: Tensor, scalar: bool) -> None:
+        """Keep ``value`` as the batch's tensor for ``key``: copied into the existing stack when it
+        fits (one kernel, the parameters' views stay valid), else as a new stack."""
+        current = self.stacks.get(key)
+        if current is not None and current.shape == value.shape and current.dtype == value.dtype:
+            current.copy_(value)
+        else:
+            self.rebind(states, key, value, scalar)
+
     def rebind(self, states: Sequence[dict[str, Any]], key: str, stacked: Tensor, scalar: bool) -> None:
         """Make ``stacked`` the batch's tensor for ``key``; every parameter's entry becomes its row."""
         self.stacks[key] = stacked
