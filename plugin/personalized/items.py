@@ -14,7 +14,10 @@ state is stored once, checkpoints see ordinary per-parameter tensors, and
 updating one parameter on its own (gradient release) writes into the same
 memory. :class:`StackedState` keeps those stacks between steps and rebuilds
 them whenever the per-parameter entries were replaced (checkpoint loaded,
-state edited by hand).
+state edited by hand) or the batch changed (some parameters without a gradient
+this step). Until every parameter of an old stack has moved to a new one, the
+old stack stays alive: a step after such a change may briefly hold part of
+the state twice.
 """
 
 from __future__ import annotations
