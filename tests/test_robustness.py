@@ -131,7 +131,7 @@ def test_sync_trap_catches_a_sync() -> None:
 def test_step_does_not_synchronise_with_the_host(optimizer_class: type, dtype: torch.dtype) -> None:
     if optimizer_class.__name__ in HOST_SYNC_BY_DESIGN:
         pytest.skip("prodigyopt computes its step size d on the host (documented)")
-    params = make_params(dtype=dtype)
+    params = make_params(dtype=dtype) + make_params(seed=1, dtype=dtype)  # same shapes twice: batched
     optimizer = optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__])
     for seed in range(3):
         fill_grads(params, seed)
