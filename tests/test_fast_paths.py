@@ -153,3 +153,18 @@ def test_foreach_is_a_validated_keyword() -> None:
     with pytest.raises(TypeError, match="foreach"):
         personalized.FCompass([{"params": [p], "foreach": 1}])
     assert "foreach" not in personalized.get_optimizer("AdamW8bitKahan").hyperparameter_defaults()
+
+
+def test_a_copied_optimizer_keeps_working() -> None:
+    """deepcopy and pickle go through torch's __getstate__; the working memory is rebuilt."""
+    import copy
+    import pickle
+
+    params = make_params(torch.float32)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer = personalized.FARMSCropV2(params)
+    optimizer.step()
+    for other in (copy.deepcopy(optimizer), pickle.loads(pickle.dumps(optimizer))):
+        other.step()
+        assert all(torch.isfinite(p).all() for group in other.param_groups for p in group["params"])

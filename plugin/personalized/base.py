@@ -102,13 +102,21 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         reject_unknown(owner, unexpected, rules)
         validate(owner, "constructor", defaults, rules)
         self._check_group("constructor", defaults)
+        self._start_working_memory()
+        super().__init__(params, defaults)
+
+    def _start_working_memory(self) -> None:
+        """What the optimizer keeps besides its state and groups (not saved; rebuilt after unpickling)."""
         #: The stacked state of each multi-tensor batch, by the ids of its parameters.
         self._stacked: dict[tuple[int, ...], StackedState] = {}
         self._stacked_in_use: set[tuple[int, ...]] = set()
         self._scratch = Scratch()
         #: Per group, the parameters stepped one by one since its step counter last advanced.
         self._stepped_this_round: dict[int, set[Tensor]] = {}
-        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._start_working_memory()
 
     @classmethod
     def hyperparameter_defaults(cls) -> dict[str, Any]:
@@ -327,9 +335,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         first = params[0]
-        stacked = len(params) > 1
-        ndim = first.dim()
-        p_items = self._batch([p for p in params], "param")
+        p_items = self._batch(params, "param")
         grad = self._prepare_grad(p_items, self._batch([p.grad for p in params], "grad"), group)
         states = [self.state[p] for p in params]
         if trial:
@@ -368,8 +374,8 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
                     items[name] = value
             if not self.write_param_first and low_param:
                 self._write_param(p_items, p32, items, group)
-        self._store_items(params, states, items, before, ndim)
-        if stacked:
+        self._store_items(params, states, items, before)
+        if len(params) > 1:  # p_items was stacked: copy the results back
             torch._foreach_copy_(params, list(p_items.unbind(0)))
         return None
 
@@ -411,7 +417,6 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         states: list[dict[str, Any]],
         items: dict[str, Any],
         before: dict[str, Any],
-        ndim: int,
     ) -> None:
         """Write back what ``_update`` rebound or created, and the clocks, to every parameter's state."""
         if not self.item_batched:
