@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
-
-
-def item_dims(x: Tensor) -> tuple[int, ...]:
-    """The dimensions of one item (all but the leading batch dimension)."""
-    return tuple(range(1, x.dim()))
 
 
 def item_ndim(x: Tensor) -> int:
@@ -34,24 +30,35 @@ def item_numel(x: Tensor) -> int:
     return math.prod(x.shape[1:])
 
 
+def per_item(reduce: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``reduce`` (over the last dimension) applied to each flattened item, shape ``(n, 1, ..., 1)``.
+
+    Reducing one contiguous row per item gives the same values as reducing over
+    the item dimensions, and compiles into much faster kernels.
+    """
+    if x.dim() <= 1:
+        return reduce(x.unsqueeze(-1))
+    return reduce(x.reshape(x.shape[0], -1)).view(x.shape[0], *[1] * item_ndim(x))
+
+
 def item_mean(x: Tensor) -> Tensor:
     """Mean of each item, shape ``(n, 1, ..., 1)``."""
-    return x.mean(dim=item_dims(x), keepdim=True) if x.dim() > 1 else x
+    return per_item(lambda rows: rows.mean(dim=-1), x)
 
 
 def item_sum(x: Tensor) -> Tensor:
     """Sum of each item, shape ``(n, 1, ..., 1)``."""
-    return x.sum(dim=item_dims(x), keepdim=True) if x.dim() > 1 else x
+    return per_item(lambda rows: rows.sum(dim=-1), x)
 
 
 def item_amax(x: Tensor) -> Tensor:
     """Largest element of each item, shape ``(n, 1, ..., 1)``."""
-    return x.amax(dim=item_dims(x), keepdim=True) if x.dim() > 1 else x
+    return per_item(lambda rows: rows.amax(dim=-1), x)
 
 
 def item_norm(x: Tensor) -> Tensor:
     """Euclidean (Frobenius) norm of each item, shape ``(n, 1, ..., 1)``."""
-    return torch.linalg.vector_norm(x, dim=item_dims(x), keepdim=True) if x.dim() > 1 else x.abs()
+    return per_item(lambda rows: torch.linalg.vector_norm(rows, dim=-1), x)
 
 
 def item_dot(a: Tensor, b: Tensor) -> Tensor:
