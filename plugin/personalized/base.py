@@ -156,7 +156,15 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         """
         raise NotImplementedError
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
+        """This step's numbers that depend on the step count or on ``lr``, computed on the host
+        once per batch: Python floats (and bools for decisions). ``state`` is the first
+        parameter's (all of a batch share their clocks). ``_update`` reads ``lr`` and
+        step-dependent values only from here, never from ``group``.
+        """
+        return {"lr": group["lr"]}
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
         """Update ``p`` and the tensors in ``state`` in place (or rebind state entries).
 
         Every tensor is an item batch: ``(n, *shape)`` for ``n`` parameters of
@@ -347,20 +355,20 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
                     if name not in state:
                         state[name] = self._stored(init(p, item_grad), group)
         steps = [self._advance_step(state, group) for state in states]
-        step = steps[0]
+        scalars = self._scalars(group, steps[0], states[0])
         items = self._state_items(params, states)
         before = dict(items)
 
         low = [name for name in inits if items[name].dtype in LOW_PRECISION]
         low_param = first.dtype in LOW_PRECISION
         if not low and not low_param and not trial:
-            self._update(p_items, grad.to(first.dtype), items, group, step)
+            self._update(p_items, grad.to(first.dtype), items, group, scalars)
         else:
             work = dict(items)
             for name in low:
                 work[name] = items[name].float()
             p32 = p_items.float() if low_param else p_items.clone() if trial else p_items
-            self._update(p32, grad.to(p32.dtype), work, group, step)
+            self._update(p32, grad.to(p32.dtype), work, group, scalars)
             if trial:
                 results = [p32, *(v for v in work.values() if torch.is_tensor(v) and v.is_floating_point())]
                 return torch.stack([torch.isfinite(result).all() for result in results]).all()

@@ -66,6 +66,26 @@ def item_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a.unsqueeze(1) @ b.unsqueeze(2)).view(a.shape[0], 1)
 
 
+#: A number that changes from step to step (lr, debiasing betas): a Python float on the
+#: eager paths, a 0-dim tensor on the compiled path (so that a new value does not recompile).
+Scalar = float | Tensor
+
+
+def add_scaled_(x: Tensor, y: Tensor, scale: Scalar) -> Tensor:
+    """``x += scale * y`` in place (one fused kernel for a float ``scale``)."""
+    return x.add_(y * scale) if isinstance(scale, Tensor) else x.add_(y, alpha=scale)
+
+
+def addcmul_scaled_(x: Tensor, a: Tensor, b: Tensor, scale: Scalar) -> Tensor:
+    """``x += scale * a * b`` in place (one fused kernel for a float ``scale``)."""
+    return x.add_(a * b * scale) if isinstance(scale, Tensor) else x.addcmul_(a, b, value=scale)
+
+
+def addcdiv_scaled_(x: Tensor, a: Tensor, b: Tensor, scale: Scalar) -> Tensor:
+    """``x += scale * a / b`` in place (one fused kernel for a float ``scale``)."""
+    return x.add_(a / b * scale) if isinstance(scale, Tensor) else x.addcdiv_(a, b, value=scale)
+
+
 def soft_beta(beta: float, step: int) -> float:
     """Debiasing beta ``(beta^t - beta) / (beta^t - 1)``.
 
@@ -175,9 +195,23 @@ def copy_stochastic_(target: Tensor, source: Tensor) -> None:
         target.copy_(source)
 
 
-def clamped_square_ema_(ema: Tensor, beta: float, value: Tensor, bound: float) -> None:
+def farms_scalars(group: dict, step: int) -> dict[str, float]:
+    """The step-dependent numbers of the FARMSCropV2 / FMARSCrop family: the EMA bound
+    ``t^0.25``, the Fisher EMA's beta ``sqrt(soft_beta(beta2, t))``, the momentum
+    amplification ``t^momentum_lambda`` and the signed step sizes."""
+    lr = group["lr"]
+    return {
+        "bound": step**0.25,
+        "fim_beta": soft_beta(group["betas"][1], step) ** 0.5,
+        "amplification": step ** group["momentum_lambda"],
+        "neg_lr": -lr,
+        "neg_decay": -(lr * group["weight_decay"]),
+    }
+
+
+def clamped_square_ema_(ema: Tensor, beta: Scalar, value: Tensor, bound: Scalar) -> None:
     """``ema <- clamp(beta * ema + (1 - beta) * value², -bound, bound)`` in place."""
-    ema.mul_(beta).addcmul_(value, value, value=1 - beta).clamp_(-bound, bound)
+    addcmul_scaled_(ema.mul_(beta), value, value, 1 - beta).clamp_(-bound, bound)
 
 
 def difference_fisher_base_(
@@ -186,7 +220,7 @@ def difference_fisher_base_(
     diff_mult: float,
     beta: float,
     clip: float,
-    bound: float,
+    bound: Scalar,
     eps: float | Tensor,
 ) -> Tensor:
     """The gradient-difference Fisher base of the FARMSCropV2 / FMARSCrop family.
@@ -334,17 +368,17 @@ def second_moment_state(p: Tensor) -> dict[str, Tensor]:
     return {"exp_avg_sq": torch.zeros_like(p, dtype=torch.float32)}
 
 
-def adafactor_normalize_(state: dict[str, Tensor], grad: Tensor, beta2: float, eps: float) -> Tensor:
+def adafactor_normalize_(state: dict[str, Tensor], grad: Tensor, beta2: Scalar, eps: float) -> Tensor:
     """Fold ``grad² + eps`` into the (factored) second moment and return ``grad / sqrt(v)``."""
     squared = grad.square() + eps
     if "exp_avg_sq_row" in state:
         row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
-        row.mul_(beta2).add_(squared.mean(dim=-1), alpha=1 - beta2)
-        col.mul_(beta2).add_(squared.mean(dim=-2), alpha=1 - beta2)
+        add_scaled_(row.mul_(beta2), squared.mean(dim=-1), 1 - beta2)
+        add_scaled_(col.mul_(beta2), squared.mean(dim=-2), 1 - beta2)
         row_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
         return (row_factor * col.unsqueeze(-2).rsqrt()).mul_(grad)
     full = state["exp_avg_sq"]
-    full.mul_(beta2).add_(squared, alpha=1 - beta2)
+    add_scaled_(full.mul_(beta2), squared, 1 - beta2)
     return full.rsqrt().mul_(grad)
 
 

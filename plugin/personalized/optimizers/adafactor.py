@@ -95,22 +95,19 @@ class EnhancedAdafactor(PersonalizedOptimizer):
         # The second moment's shape depends on the parameter: created in _update.
         return {"exp_avg": float32_zeros} if group["beta1"] is not None else {}
 
-    def _step_size(self, group: dict[str, Any], step: int, param_rms: Tensor) -> Tensor | float:
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         size = group["lr"]
         if group["relative_step"]:
             size = min(1e-6 * step if group["warmup_init"] else 1e-2, 1.0 / math.sqrt(step))
-        if group["scale_parameter"]:
-            return param_rms.clamp(min=group["eps"][1]) * size
-        return size
+        return {"size": size, "beta2": 1.0 - math.pow(step, group["decay_rate"])}
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
         if "exp_avg_sq" not in state and "exp_avg_sq_row" not in state:
             state.update(second_moment_state(p))
         state["RMS"] = rms_by_norm(p)
-        step_size = self._step_size(group, step, state["RMS"])
-        beta2 = 1.0 - math.pow(step, group["decay_rate"])
+        step_size = state["RMS"].clamp(min=group["eps"][1]) * s["size"] if group["scale_parameter"] else s["size"]
 
-        update = adafactor_normalize_(state, grad, beta2, group["eps"][0])
+        update = adafactor_normalize_(state, grad, s["beta2"], group["eps"][0])
         update.div_((rms_by_norm(update) / group["clip_threshold"]).clamp_(min=1.0))
         update.mul_(step_size)
         if group["beta1"] is not None:

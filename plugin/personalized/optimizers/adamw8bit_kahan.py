@@ -195,7 +195,11 @@ class AdamW8bitKahan(PersonalizedOptimizer):
         # _write_param create it.
         return {}
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
+        return {"step": step}
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+        step = s["step"]
         if "state1" not in state:
             state.update(new_moments(p, group["min_8bit_size"]))
         beta1, beta2 = group["betas"]

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, ones, zeros
-from ..blocks import centralize, compass, rms_cap, soft_beta
+from ..blocks import add_scaled_, addcmul_scaled_, centralize, compass, rms_cap, soft_beta
 
 
 class FARMSCrop(PersonalizedOptimizer):
@@ -59,19 +59,22 @@ class FARMSCrop(PersonalizedOptimizer):
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         return {"fim": ones, "momentum": zeros, "previous_grad": zeros, "grad_diff_fim": ones}
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
-        beta1, beta2 = group["betas"]
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
+        fim_beta = soft_beta(group["betas"][1], step) ** 0.5
+        return {"fim_beta": fim_beta, "fim_weight": 1 - fim_beta, "neg_lr": -group["lr"]}
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+        beta1 = group["betas"][0]
         eps, momentum_beta = group["eps"], group["momentum_beta"]
         fim, momentum = state["fim"], state["momentum"]
         previous_grad, diff_fim = state["previous_grad"], state["grad_diff_fim"]
 
-        fim_beta = soft_beta(beta2, step) ** 0.5
         grad_diff = (grad + previous_grad) * group["diff_mult"]
         diff_fim.mul_(beta1).addcmul_(grad_diff, grad_diff, value=1 - beta1)
         diff_base = diff_fim.sqrt().add_(eps)
 
         approx = rms_cap(grad / diff_base)
-        fim.mul_(fim_beta).addcmul_(approx, approx, value=1 - fim_beta)
+        addcmul_scaled_(fim.mul_(s["fim_beta"]), approx, approx, s["fim_weight"])
         fim_base = fim.sqrt().add_(eps)
 
         grad_nat = centralize(rms_cap(grad / fim_base * diff_base), group["centralization"])
@@ -79,5 +82,5 @@ class FARMSCrop(PersonalizedOptimizer):
         full_step = compass(grad_nat, momentum, group["momentum_amp"])
         if group["weight_decay"] != 0:
             full_step.add_(rms_cap(p / fim_base * diff_base), alpha=group["weight_decay"])
-        p.add_(full_step, alpha=-group["lr"])
+        add_scaled_(p, full_step, s["neg_lr"])
         previous_grad.copy_(grad).neg_()

@@ -7,12 +7,13 @@ from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import (
+    add_scaled_,
     centralize,
     clamped_square_ema_,
     compass,
     difference_fisher_base_,
+    farms_scalars,
     rms_clip_relative,
-    soft_beta,
 )
 from ..validation import POSITIVE, Rule
 
@@ -82,12 +83,14 @@ class FARMSCropV2(PersonalizedOptimizer):
             inits.update(previous_grad=negative_grad, grad_diff_fim=ones)
         return inits
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
-        beta1, beta2 = group["betas"]
-        eps, clip, lr, momentum_beta = group["eps"], group["clip"], group["lr"], group["momentum_beta"]
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
+        return farms_scalars(group, step)
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+        beta1 = group["betas"][0]
+        eps, clip, momentum_beta = group["eps"], group["clip"], group["momentum_beta"]
         fim, momentum = state["fim"], state["momentum"]
-        bound = step**0.25
-        fim_beta = soft_beta(beta2, step) ** 0.5
+        bound = s["bound"]
 
         diff_base: Tensor | float = 1.0
         if group["diff_mult"] > 0:
@@ -97,13 +100,13 @@ class FARMSCropV2(PersonalizedOptimizer):
         approx = rms_clip_relative(grad / diff_base, clip)
         fim_base = fim.sqrt().clamp_(min=eps)
         grad_nat = rms_clip_relative(approx / fim_base / diff_base, clip)
-        full_step = centralize(compass(grad_nat, momentum, step ** group["momentum_lambda"]), group["centralization"])
+        full_step = centralize(compass(grad_nat, momentum, s["amplification"]), group["centralization"])
 
         if group["weight_decay"] != 0:
-            p.sub_(rms_clip_relative(p / fim_base / diff_base, clip), alpha=lr * group["weight_decay"])
-        p.sub_(full_step, alpha=lr)
+            add_scaled_(p, rms_clip_relative(p / fim_base / diff_base, clip), s["neg_decay"])
+        add_scaled_(p, full_step, s["neg_lr"])
 
-        clamped_square_ema_(fim, fim_beta, approx, bound)
+        clamped_square_ema_(fim, s["fim_beta"], approx, bound)
         momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
         if group["diff_mult"] > 0:
             state["previous_grad"].copy_(approx).neg_()

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, ones, zeros
-from ..blocks import centralize, compass, rms_clip_scaled, soft_beta
+from ..blocks import addcdiv_scaled_, addcmul_scaled_, centralize, compass, rms_clip_scaled, soft_beta
 
 
 class FCompass(PersonalizedOptimizer):
@@ -68,16 +68,22 @@ class FCompass(PersonalizedOptimizer):
     def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
         return {"momentum": zeros, "max_ema_squared": zeros, "fim": ones}
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
+        fim_beta = soft_beta(group["betas"][1], step)
+        return {
+            "fim_beta": fim_beta,
+            "fim_weight": 1 - fim_beta,
+            "bias_correction": math.sqrt(1 - fim_beta**step),
+            "neg_lr": -group["lr"],
+        }
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
         beta1, beta2 = group["betas"]
         eps, clip = group["eps"], group["clip"]
         fim, momentum, max_ema_sq = state["fim"], state["momentum"], state["max_ema_squared"]
 
         grad = centralize(grad, group["centralization"])
-        fim_beta = soft_beta(beta2, step)
-        bias_correction = math.sqrt(1 - fim_beta**step)
-
-        fim.mul_(fim_beta).addcmul_(grad, grad, value=1 - fim_beta)
+        addcmul_scaled_(fim.mul_(s["fim_beta"]), grad, grad, s["fim_weight"])
         fim_base = fim.sqrt().add_(eps)
         grad_nat = rms_clip_scaled(grad / fim_base, clip, eps)
         momentum.mul_(beta1).add_(grad_nat, alpha=1 - beta1)
@@ -87,5 +93,5 @@ class FCompass(PersonalizedOptimizer):
             full_step.add_(weight_term, alpha=group["weight_decay"])
 
         max_ema_sq.copy_(max_ema_sq.maximum(max_ema_sq * beta2 + (1 - beta2) * full_step.square()))
-        denom = max_ema_sq.sqrt().div_(bias_correction).add_(eps)
-        p.addcdiv_(full_step, denom, value=-group["lr"])
+        denom = max_ema_sq.sqrt().div_(s["bias_correction"]).add_(eps)
+        addcdiv_scaled_(p, full_step, denom, s["neg_lr"])

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
-from ..blocks import centralize, rms_clip_scaled, soft_beta
+from ..blocks import add_scaled_, addcmul_scaled_, centralize, rms_clip_scaled, soft_beta
 
 
 class FishMonger(PersonalizedOptimizer):
@@ -72,8 +72,19 @@ class FishMonger(PersonalizedOptimizer):
             inits.update(ema_diff=zeros, previous_grad=negative_grad)
         return inits
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2, beta3 = group["betas"]
+        fim_beta, slow_beta = soft_beta(beta2, step), soft_beta(beta3, step)
+        return {
+            "fim_beta": fim_beta,
+            "fim_weight": 1 - fim_beta,
+            "slow_beta": slow_beta,
+            "slow_weight": 1 - slow_beta,
+            "step_size": -group["lr"] / (1 - beta1**step),
+        }
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+        beta1 = group["betas"][0]
         eps, clip, diff_amp = group["eps"], group["clip"], group["diff_amp"]
         momentum, fim = state["momentum"], state["fim"]
         slow, slow_sq = state["momentum_slow"], state["momentum_slow_squared"]
@@ -85,14 +96,12 @@ class FishMonger(PersonalizedOptimizer):
             previous_grad.copy_(grad).neg_()
 
         momentum.mul_(beta1).add_(grad, alpha=1 - beta1)
-        fim_beta = soft_beta(beta2, step)
-        fim.mul_(fim_beta).addcmul_(momentum, momentum, value=1 - fim_beta)
+        addcmul_scaled_(fim.mul_(s["fim_beta"]), momentum, momentum, s["fim_weight"])
         fim_base = fim.sqrt().add_(eps)
         grad_nat = rms_clip_scaled(momentum / fim_base, clip, eps)
 
         slow.mul_(beta1).add_(grad_nat, alpha=1 - beta1)
-        slow_beta = soft_beta(beta3, step)
-        slow_sq.mul_(slow_beta).addcmul_(slow, slow, value=1 - slow_beta)
+        addcmul_scaled_(slow_sq.mul_(s["slow_beta"]), slow, slow, s["slow_weight"])
         slow_base = slow_sq.sqrt().add_(eps)
 
         full_step = rms_clip_scaled(grad / fim_base / slow_base, clip, eps)
@@ -102,4 +111,4 @@ class FishMonger(PersonalizedOptimizer):
         if diff_amp:
             full_step.sub_(rms_clip_scaled(ema_diff / fim_base / slow_base, clip, eps), alpha=diff_amp)
         full_step = centralize(full_step, group["centralization"])
-        p.add_(full_step, alpha=-group["lr"] / (1 - beta1**step))
+        add_scaled_(p, full_step, s["step_size"])

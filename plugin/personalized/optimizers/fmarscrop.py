@@ -7,15 +7,16 @@ from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import (
+    add_scaled_,
     cautious_mask,
     centralize,
     clamped_square_ema_,
     compass,
     difference_fisher_base_,
+    farms_scalars,
     mars_correction,
     moment_centralize,
     rms_clip_relative,
-    soft_beta,
 )
 from ..validation import POSITIVE, Rule
 
@@ -83,9 +84,12 @@ class FMARSCrop(PersonalizedOptimizer):
             inits["grad_diff_fim"] = ones
         return inits
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
+        return farms_scalars(group, step)
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
         gamma = (1 - group["betas"][0]) / 2
-        fmars_update(p, grad, state, group, step, gamma=gamma, floor=group["eps"], divide_twice=True, cautious=False)
+        fmars_update(p, grad, state, group, s, gamma=gamma, floor=group["eps"], divide_twice=True, cautious=False)
 
 
 def fmars_update(
@@ -93,7 +97,7 @@ def fmars_update(
     grad: Tensor,
     state: dict[str, Any],
     group: dict[str, Any],
-    step: int,
+    s: dict[str, Any],
     *,
     gamma: float,
     floor: float | Tensor,
@@ -105,13 +109,12 @@ def fmars_update(
     ``gamma`` is the MARS strength, ``floor`` the lower bound of the Fisher
     square roots; ``divide_twice`` reproduces FMARSCrop's double division of
     the natural gradient by the difference base; ``cautious`` applies
-    ExMachina's mask.
+    ExMachina's mask. ``s`` holds :func:`personalized.blocks.farms_scalars`.
     """
-    beta1, beta2 = group["betas"]
-    clip, lr, momentum_beta = group["clip"], group["lr"], group["momentum_beta"]
+    beta1 = group["betas"][0]
+    clip, momentum_beta = group["clip"], group["momentum_beta"]
     fim, momentum = state["fim"], state["momentum"]
-    bound = step**0.25
-    fim_beta = soft_beta(beta2, step) ** 0.5
+    bound = s["bound"]
 
     grad_change = grad + state["prev_grad"]
     corrected = mars_correction(grad, grad_change, gamma, beta1, clip)
@@ -123,17 +126,15 @@ def fmars_update(
     approx = rms_clip_relative(corrected / diff_base, clip)
     fim_base = fim.sqrt().clamp_(min=floor)
     grad_nat = rms_clip_relative((approx if divide_twice else corrected) / fim_base / diff_base, clip)
-    amplified = compass(
-        grad_nat, moment_centralize(momentum, group["moment_centralization"]), step ** group["momentum_lambda"]
-    )
+    amplified = compass(grad_nat, moment_centralize(momentum, group["moment_centralization"]), s["amplification"])
     full_step = centralize(amplified, group["centralization"])
 
     if group["weight_decay"] != 0:
-        p.sub_(rms_clip_relative(p / fim_base / diff_base, clip), alpha=lr * group["weight_decay"])
+        add_scaled_(p, rms_clip_relative(p / fim_base / diff_base, clip), s["neg_decay"])
     if cautious:
         full_step = full_step * cautious_mask(full_step, corrected)
-    p.sub_(full_step, alpha=lr)
+    add_scaled_(p, full_step, s["neg_lr"])
 
-    clamped_square_ema_(fim, fim_beta, approx, bound)
+    clamped_square_ema_(fim, s["fim_beta"], approx, bound)
     momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
     state["prev_grad"].copy_(grad).neg_()

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
-from ..blocks import adaptive_eps
+from ..blocks import adaptive_eps, farms_scalars
 from ..validation import POSITIVE, Rule
 from .fmarscrop import fmars_update
 
@@ -92,10 +92,13 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):
         inits.update(fim=ones, momentum=zeros, prev_grad=negative_grad)
         return inits
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
+        return farms_scalars(group, step)
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
         eps, eps_floor = group["eps"], group["eps_floor"]
         floor: float | Tensor = eps
         if eps_floor is not None and eps_floor < eps:
             floor = adaptive_eps(grad, eps, group["eps2"], eps_floor if eps_floor > 0 else TINY_EPS_FLOOR)
         gamma, cautious = group["gamma"], group["cautious"]
-        fmars_update(p, grad, state, group, step, gamma=gamma, floor=floor, divide_twice=False, cautious=cautious)
+        fmars_update(p, grad, state, group, s, gamma=gamma, floor=floor, divide_twice=False, cautious=cautious)

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
-from ..blocks import ATAN2_SCALE, cautious_floor, item_ndim, orthogonalize_guarded
+from ..blocks import ATAN2_SCALE, add_scaled_, cautious_floor, item_ndim, orthogonalize_guarded
 from ..resets import persona_clock, reset_now
 
 
@@ -90,22 +90,34 @@ class PersonaOptimizer(PersonalizedOptimizer):
     def _advance_step(self, state: dict[str, Any], group: dict[str, Any]) -> int:
         return persona_clock(state, group)
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
-        eps, lr = group["eps"], group["lr"]
+        eps = group["eps"]
+        decay = group["weight_decay"] * group["weight_decay_rate"] ** (step - 1)
+        return {
+            "reset": reset_now(state, step, "times_reset"),
+            "bias_correction": max(1 - beta1**step, eps),
+            "denominator_eps": eps * max((1 - beta2**step) ** 0.5, eps),
+            "decay": decay,
+            "decay_on": decay > 0 and not group["constrain"],
+            "lr": group["lr"],
+            "neg_lr": -group["lr"],
+        }
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+        beta1, beta2 = group["betas"]
+        eps = group["eps"]
         ema, ema_sq = state["ema"], state["ema_squared"]
-        if reset_now(state, step, "times_reset"):
+        if s["reset"]:
             ema.zero_()
             ema_sq.copy_(grad.square())
             if "ema_grad_var" in state:
                 state["ema_grad_var"].zero_()
-        bias_correction = max(1 - beta1**step, eps)
-        sq_bias_correction = max((1 - beta2**step) ** 0.5, eps)
 
         ema.mul_(beta1).add_(grad, alpha=1 - beta1)
         ema_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = ema_sq.sqrt().add_(eps * sq_bias_correction)
-        update = grad.add(ema / bias_correction, alpha=group["amp_factor"]).atan2(denom).mul_(ATAN2_SCALE)
+        denom = ema_sq.sqrt().add_(s["denominator_eps"])
+        update = grad.add(ema / s["bias_correction"], alpha=group["amp_factor"]).atan2(denom).mul_(ATAN2_SCALE)
 
         if group["focus_boost"] > 0:
             grad_var = state["ema_grad_var"]
@@ -113,11 +125,10 @@ class PersonaOptimizer(PersonalizedOptimizer):
             grad_var.mul_(beta2).add_(variance, alpha=1 - beta2)
             relative = (variance / grad_var.sqrt().add_(group["focus_eps"])).clamp_(0, 5.0)
             update.mul_(1.0 + group["focus_boost"] * relative)
-        decay = group["weight_decay"] * group["weight_decay_rate"] ** (step - 1)
-        if decay > 0 and not group["constrain"]:
-            update.add_(p, alpha=decay)
+        if s["decay_on"]:
+            add_scaled_(update, p, s["decay"])
         if group["cautious_min"] < 1:
             update.mul_(cautious_floor(update, grad, floor=group["cautious_min"], mean_floor=eps, strict=False))
         if group["constrain"]:
-            p.mul_(1 - lr)
-        p.add_(update, alpha=-lr)
+            p.mul_(1 - s["lr"])
+        add_scaled_(p, update, s["neg_lr"])

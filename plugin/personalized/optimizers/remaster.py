@@ -7,8 +7,17 @@ import torch
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, zeros
-from ..blocks import ATAN2_SCALE, cautious_floor, item_ndim, item_norm, orthogonalize, rms, soft_beta
-from ..resets import interval_clock, reset_now
+from ..blocks import (
+    ATAN2_SCALE,
+    add_scaled_,
+    addcmul_scaled_,
+    cautious_floor,
+    item_ndim,
+    item_norm,
+    orthogonalize,
+    rms,
+)
+from ..resets import atan2_adopt_scalars, interval_clock
 
 
 class REMASTER(PersonalizedOptimizer):
@@ -81,15 +90,15 @@ class REMASTER(PersonalizedOptimizer):
     def _advance_step(self, state: dict[str, Any], group: dict[str, Any]) -> int:
         return interval_clock(state, group)
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
-        beta1, beta2 = group["betas"]
+    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
+        return atan2_adopt_scalars(group, step, state)
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+        beta1 = group["betas"][0]
         ema, ema_sq = state["ema"], state["ema_squared"]
-        if reset_now(state, step, "times_zero"):
+        if s["reset"]:
             ema.zero_()
             ema_sq.zero_()
-        sq_beta = soft_beta(beta2, step)
-        bias_correction = 1 - beta1**step
-        sq_bias_correction = (1 - sq_beta**step) ** 0.5
 
         grad = grad / rms(grad).clamp(min=1.0)
         norm_ratio = ATAN2_SCALE * torch.atan2(item_norm(grad), item_norm(ema))
@@ -97,12 +106,12 @@ class REMASTER(PersonalizedOptimizer):
         ema.mul_(beta1).add_(grad, alpha=1 - beta1)
         ema.mul_(cautious_floor(grad, ema, floor=beta1, mean_floor=1e-3))
 
-        corrected = grad.add(ema / bias_correction, alpha=group["amp"])
-        denom = ema_sq.sqrt() / sq_bias_correction
-        ema_sq.mul_(sq_beta).addcmul_(corrected, corrected, value=1 - sq_beta)
+        corrected = grad.add(ema / s["bias_correction"], alpha=group["amp"])
+        denom = ema_sq.sqrt() / s["sq_bias_correction"]
+        addcmul_scaled_(ema_sq.mul_(s["sq_beta"]), corrected, corrected, s["sq_weight"])
         update = corrected.atan2(denom)
         if group["weight_decay"] != 0:
-            update.add_(p, alpha=group["weight_decay"] * group["weight_decay_rate"] ** step)
+            add_scaled_(update, p, s["decay"])
         if group["cautious_min"] != 1:
             update.mul_(cautious_floor(update, grad, floor=group["cautious_min"], mean_floor=1e-3))
-        p.add_(update, alpha=-group["lr"] * ATAN2_SCALE)
+        add_scaled_(p, update, s["neg_lr"] * ATAN2_SCALE)
