@@ -170,7 +170,7 @@ def test_signature_defaults_match_the_originals() -> None:
     for name, defaults in expected.items():
         cls = personalized.get_optimizer(name)
         assert cls.__name__ == name
-        speed = {"foreach": True, "bf16_state": False}  # keywords of ours, shared by all
+        speed = {"foreach": True, "compile": False, "bf16_state": False}  # keywords of ours, shared by all
         assert cls([torch.nn.Parameter(torch.zeros(1))]).defaults == {**defaults, **speed}
 
 

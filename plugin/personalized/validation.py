@@ -124,6 +124,7 @@ COMMON_RULES: dict[str, Rule] = {
     "constrain": Flag(),
     "stochastic_fp": Flag(),
     "foreach": Flag(),
+    "compile": Flag(),
     "bf16_state": Flag(),
     "focus_ratio": NON_NEGATIVE,
     "focus_boost": NON_NEGATIVE,
