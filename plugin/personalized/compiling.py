@@ -11,8 +11,8 @@ dynamic-shape graph after the second shape. Per-item reductions run over one
 flattened row per item, which compiles into far faster kernels.
 
 Compilation needs a working ``torch.compile`` (a C++ compiler on the CPU,
-Triton on a GPU). When it fails the optimizer warns once and continues in
-eager mode with the same results.
+Triton on a GPU). What fails to compile runs in eager mode with the same
+results, after one warning; tiny batches always do.
 """
 
 from __future__ import annotations
@@ -26,36 +26,56 @@ from torch import Tensor
 
 #: Graphs one optimizer may compile (dtypes, first steps, resets, shapes); torch's default is 8.
 RECOMPILE_LIMIT = 64
+#: Inductor settings: no horizontal fusion of CPU loops (torch 2.13 fails with KeyError 'bufN' on
+#: these updates when it fuses them; vertical fusion, the one that matters, stays on).
+INDUCTOR_OPTIONS = {"cpp.max_horizontal_fusion_size": 0, "realize_opcount_threshold": 0}
+#: Batches smaller than this run eager: compiling gains little there, and Inductor's CPU code
+#: generation fails on some tiny reductions (torch 2.13, e.g. two (6, 5) tensors).
+MIN_COMPILED_ELEMENTS = 4096
+#: Failures before any success after which compilation counts as unavailable here.
+FAILURES_MEANING_UNAVAILABLE = 3
 
 
 class CompiledUpdate:
-    """``update`` compiled on first use; eager (after one warning) when compilation is unavailable."""
+    """``update`` compiled on first use. A batch whose update fails to compile runs eager (one
+    warning per optimizer); after a few failures and no success, everything runs eager."""
 
     def __init__(self, update: Callable[..., None], owner: str) -> None:
         self._eager = update
         self._owner = owner
         self._compiled: Callable[..., None] | None = None
-        self.failed = False
+        self._uncompilable: set[tuple[Any, ...]] = set()
+        self._successes = 0
+        self.unavailable = False
 
     def __call__(
         self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]
     ) -> None:
-        if not self.failed:
+        signature = (tuple(p.shape), p.dtype, p.device.type)
+        if p.numel() >= MIN_COMPILED_ELEMENTS and not self.unavailable and signature not in self._uncompilable:
             try:
                 if self._compiled is None:
-                    self._compiled = torch.compile(self._eager, dynamic=None)
+                    self._compiled = torch.compile(self._eager, dynamic=None, options=INDUCTOR_OPTIONS)
                 with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
                     self._compiled(p, grad, state, group, as_tensors(s))
+                self._successes += 1
                 return
-            except Exception as error:  # any failure to compile means: run eager
-                self.failed = True
-                reason = (str(error).strip().splitlines() or [""])[0][:200]
-                warnings.warn(
-                    f"{self._owner}: compile=True, but torch.compile failed here ({type(error).__name__}: {reason}); "
-                    "continuing without compilation (same results, eager speed)",
-                    stacklevel=4,
-                )
+            except Exception as error:  # whatever fails to compile runs eager
+                self._failed(signature, error)
         self._eager(p, grad, state, group, s)
+
+    def _failed(self, signature: tuple[Any, ...], error: Exception) -> None:
+        first = not self._uncompilable
+        self._uncompilable.add(signature)
+        if self._successes == 0 and len(self._uncompilable) >= FAILURES_MEANING_UNAVAILABLE:
+            self.unavailable = True
+        if first:
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            warnings.warn(
+                f"{self._owner}: compile=True, but torch.compile failed here ({type(error).__name__}: {reason}) "
+                f"for tensors of shape {list(signature[0][1:])}; those run without compilation (same results)",
+                stacklevel=4,
+            )
 
 
 def as_tensors(scalars: dict[str, Any]) -> dict[str, Any]:
