@@ -490,11 +490,14 @@ def format_ms(ms: float) -> str:
 
 
 def speed_table(results: Sequence[SpeedResult]) -> str:
-    """The speed table; an ``options`` column when some optimizer was built with ``--set`` keywords."""
+    """The speed table; an ``options`` column when some optimizer was built with ``--set`` keywords,
+    and the first step's time (which includes compilation) with ``--set compile=True``."""
     show_options = any(r.options for r in results)
+    show_first = any(r.options.get("compile") for r in results)
     header = ["optimizer", "ms/step", "AdamW ms/step", "ratio", "ratio range", "tiny ratio", "calls/step"]
     header += ["state B/elem", "load"]
     header += ["options"] if show_options else []
+    header += ["1st step s"] if show_first else []
     rows = []
     for r in results:
         row = [
@@ -509,6 +512,7 @@ def speed_table(results: Sequence[SpeedResult]) -> str:
             "n/a" if r.load_average is None else f"{r.load_average:.1f}",
         ]
         row += [", ".join(f"{k}={v!r}" for k, v in r.options.items()) or "-"] if show_options else []
+        row += [f"{r.first_step_ms / 1000:.1f}"] if show_first else []
         rows.append(row)
     return format_table(header, rows)
 

@@ -238,3 +238,12 @@ def test_calls_are_counted_per_step(speed) -> None:
     together = steady(personalized.FCompass(speed.make_parameters(many)))
     alone = steady(personalized.FCompass(speed.make_parameters(many), foreach=False))
     assert together * 10 < alone
+
+
+def test_first_step_time_is_shown_for_compiled_runs(speed) -> None:
+    result = speed.benchmark_optimizer("SGD", speed.fused_adamw, TINY_SHAPES, 1, 1)
+    assert "1st step s" not in speed.speed_table([result])
+    result.options = {"compile": True}
+    table = speed.speed_table([result])
+    assert table.splitlines()[0].split("|")[-2].strip() == "1st step s"
+    assert table.splitlines()[-1].split("|")[-2].strip() == f"{result.first_step_ms / 1000:.1f}"
