@@ -37,24 +37,28 @@ from .validation import Rule, reject_unknown, rules_for, validate
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
-#: What the keywords every item-batched optimizer accepts do (``personalized show`` prints it).
-SHARED_KEYWORD_HELP = {
+#: The keywords every item-batched optimizer accepts besides its own: default, and what it does
+#: (``personalized show`` prints it).
+SHARED_KEYWORDS: dict[str, tuple[Any, str]] = {
     "foreach": (
+        True,
         "update same-shape parameters together as one stacked batch (same math, much faster on the "
         "many small tensors of a LoRA, above all on a GPU). False saves memory (two 4 MiB stacking buffers, "
         "and about 30 MiB less peak during a step) and reproduces the originals' random draws for bf16/fp16 "
-        "parameters bit for bit."
+        "parameters bit for bit.",
     ),
     "compile": (
+        False,
         "run the update through torch.compile (fused kernels): on a CPU 1.5x to 3.5x faster for FCompass, "
         "FishMonger, the FARMSCrop family, SCORN and REMASTER, no gain or slower for the others (measure "
         "with benchmarks/speed.py --set compile=True). The first step compiles for seconds; lr schedules do "
-        "not recompile. What fails to compile (often on Windows) runs uncompiled after one warning."
+        "not recompile. What fails to compile (often on Windows) runs uncompiled after one warning.",
     ),
     "bf16_state": (
+        False,
         "keep float32 parameters' optimizer state in bfloat16 with stochastic rounding: half the "
         "state memory, results within about 1% of float32 state. For new runs (existing state keeps "
-        "its dtype)."
+        "its dtype).",
     ),
 }
 
@@ -135,8 +139,9 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
 
     @classmethod
     def shared_defaults(cls) -> dict[str, Any]:
-        """The keywords every item-batched optimizer accepts besides its own (see :data:`SHARED_KEYWORD_HELP`)."""
-        return {"foreach": True, "compile": False, "bf16_state": False} if cls.item_batched else {}
+        """The keywords every item-batched optimizer accepts besides its own, with their defaults
+        (:data:`SHARED_KEYWORDS`)."""
+        return {key: default for key, (default, _) in SHARED_KEYWORDS.items()} if cls.item_batched else {}
 
     @classmethod
     def hyperparameter_rules(cls) -> dict[str, Rule]:
@@ -168,9 +173,10 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         """This step's numbers that depend on the step count or on ``lr``, computed on the host
         once per batch: Python floats (and bools for decisions). ``state`` is the first
         parameter's (all of a batch share their clocks). ``_update`` reads ``lr`` and
-        step-dependent values only from here, never from ``group``.
+        step-dependent values only from here, never from ``group``. None by default (Automagic:
+        every element keeps its own lr).
         """
-        return {"lr": group["lr"]}
+        return {}
 
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
         """Update ``p`` and the tensors in ``state`` in place (or rebind state entries).

@@ -9,9 +9,10 @@ import re
 def argument_help(cls: type) -> dict[str, str]:
     """``{keyword: description}`` from the docstring's ``Args:`` section, then the keywords
     every optimizer of the package shares."""
-    from .base import SHARED_KEYWORD_HELP
+    from .base import SHARED_KEYWORDS
 
-    shared = {key: text for key, text in SHARED_KEYWORD_HELP.items() if key in getattr(cls, "shared_defaults", dict)()}
+    accepted = getattr(cls, "shared_defaults", dict)()
+    shared = {key: text for key, (_, text) in SHARED_KEYWORDS.items() if key in accepted}
     doc = inspect.cleandoc(cls.__doc__ or "")
     match = re.search(r"^Args:\n(.*?)(?:\n\S|\Z)", doc, flags=re.S | re.M)
     if not match:

@@ -152,9 +152,6 @@ class Automagic(PersonalizedOptimizer):
         """Also skips parameters frozen by parameter swapping."""
         return [p for p in PersonalizedOptimizer._stepped_params(group) if p.requires_grad]
 
-    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
-        return {}  # every element keeps its own lr; nothing depends on the step count
-
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
         if "lr_mask" not in state:
             state.update(self._start_lr_mask(p, group), **second_moment_state(p))
