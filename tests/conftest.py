@@ -27,6 +27,15 @@ ALL_FEATURES = {
     "Automagic": dict(lr=1e-4, weight_decay=0.01),
 }
 
+#: The optimizers whose update runs on item batches (multi-tensor and compiled paths).
+BATCHED = [cls for cls in personalized.optimizers.CATALOGUE if cls.item_batched]
+
+
+def features(cls: type) -> dict[str, object]:
+    """lr 1e-3 and every optional branch of ``cls``'s update switched on."""
+    return {"lr": 1e-3, **ALL_FEATURES[cls.__name__]}
+
+
 #: What an optimizer needs besides ``lr`` to take a fixed learning rate. Prodigy
 #: steps by about d * lr: from its default d0 = 1e-6 an lr of 1e-4 moves nothing
 #: even in float32, so d starts (and in the small-update test stays) at 0.1.

@@ -6,10 +6,12 @@ import warnings
 
 import pytest
 import torch
-from test_fast_paths import BATCHED, BRANCHES
+from test_fast_paths import features
 
 import personalized
 from personalized import compiling
+
+from conftest import BATCHED
 
 #: Same shapes several times (batches large enough to compile), a shape that appears once,
 #: and tiny tensors (which run eager).
@@ -19,7 +21,7 @@ SHAPES = [(64, 80), (80,), (64, 80), (32, 16, 3, 3), (32, 16, 3, 3), (64, 80), (
 def train(cls: type, compile: bool, steps: int = 4, **kwargs: object) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in SHAPES]
-    optimizer = cls(params, lr=1e-3, compile=compile, **{**BRANCHES.get(cls.__name__, {}), **kwargs})
+    optimizer = cls(params, compile=compile, **{**features(cls), **kwargs})
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (step + 1))
     for _ in range(steps):
         for p in params:

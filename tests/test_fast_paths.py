@@ -10,17 +10,8 @@ import torch
 import personalized
 from personalized.items import FOREACH_MAX_ELEMENTS
 
-BATCHED = [cls for cls in personalized.optimizers.CATALOGUE if cls.item_batched]
-#: Options that switch on every optional branch of each update.
-BRANCHES = {
-    "FishMonger": {"diff_amp": 1.0},
-    "FMARSCrop_ExMachina": {"eps_floor": 0.0},
-    "EnhancedAdafactor": {"beta1": 0.9, "weight_decay": 0.01, "relative_step": False},
-    "SCORN": {"orthograd": True, "focus_ratio": 0.1, "cautious_min": 0.5, "reset_interval": 2},
-    "REMASTER": {"orthograd": True, "cautious_min": 0.5, "reset_interval": 2},
-    "PersonaOptimizer": {"orthograd": True, "focus_boost": 0.5, "cautious_min": 0.5, "weight_decay": 0.01},
-    "Automagic": {"weight_decay": 0.01},
-}
+from conftest import BATCHED, features
+
 #: Same shapes several times (batched), odd ones and a shape that appears once.
 SHAPES = [(6, 5), (5,), (6, 5), (3, 2, 3, 3), (), (6, 5), (5,), (3, 2, 3, 3), (7, 1), (1, 7)]
 
@@ -33,7 +24,7 @@ def make_params(dtype: torch.dtype, seed: int = 0) -> list[torch.nn.Parameter]:
 def run(cls: type, dtype: torch.dtype, foreach: bool, steps: int = 4) -> tuple[list[torch.Tensor], dict]:
     params = make_params(dtype)
     torch.manual_seed(0)
-    optimizer = cls(params, lr=1e-3, foreach=foreach, **BRANCHES.get(cls.__name__, {}))
+    optimizer = cls(params, foreach=foreach, **features(cls))
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):
         for p in params:
@@ -96,7 +87,7 @@ def test_stacked_state_checkpoint_resumes_exactly(cls: type) -> None:
             optimizer.step()
 
     params = make_params(torch.float32)
-    optimizer = cls(params, lr=1e-3, **BRANCHES.get(cls.__name__, {}))
+    optimizer = cls(params, **features(cls))
     train(optimizer, params, range(3))
     buffer = io.BytesIO()
     torch.save({"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, buffer)
@@ -105,7 +96,7 @@ def test_stacked_state_checkpoint_resumes_exactly(cls: type) -> None:
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
     resumed = [torch.nn.Parameter(value.clone()) for value in saved["params"]]
-    other = cls(resumed, lr=1e-3, **BRANCHES.get(cls.__name__, {}))
+    other = cls(resumed, **features(cls))
     other.load_state_dict(saved["optimizer"])
     train(other, resumed, range(3, 6))
     for ours, expected in zip(resumed, params):
