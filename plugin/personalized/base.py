@@ -12,6 +12,7 @@ class does the rest the same way for all of them:
   copies and the results are written back with stochastic rounding, so small
   updates are not lost; state keeps the parameter's dtype;
 * the caller's ``p.grad`` is never modified; empty parameters are skipped;
+* on the CPU, freed temporaries are kept for reuse (:mod:`personalized.cpu_memory`);
 * one parameter at a time (:meth:`step_parameter`, for gradient release and
   OneTrainer's fused back pass) and on trial (:meth:`update_is_finite`, for
   :class:`personalized.NaNGuard`);
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from .blocks import copy_stochastic_
 from .compiling import CompiledUpdate
+from .cpu_memory import keep_freed_memory
 from .items import Scratch, StackedState, as_batch, batches, unbatch
 from .validation import Rule, reject_unknown, rules_for, validate
 
@@ -357,6 +359,8 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         first = params[0]
+        if first.device.type == "cpu":
+            keep_freed_memory()
         p_items = self._batch(params, "param")
         grad = self._prepare_grad(p_items, self._batch([p.grad for p in params], "grad"), group)
         states = [self.state[p] for p in params]
