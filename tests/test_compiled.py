@@ -39,7 +39,8 @@ def fresh_dynamo():
 
 
 @pytest.mark.parametrize("cls", BATCHED, ids=lambda cls: cls.__name__)
-def test_compiled_update_equals_the_eager_one(cls: type) -> None:
+def test_compiled_update_equals_the_eager_one(cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cls, "compile_on_cpu", True)  # what a GPU would run, here on the CPU
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         compiled = train(cls, compile=True)
@@ -47,6 +48,15 @@ def test_compiled_update_equals_the_eager_one(cls: type) -> None:
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # really compiled
     for ours, expected in zip(compiled, train(cls, compile=False)):
         torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_an_optimizer_slower_compiled_on_the_cpu_runs_eager_there() -> None:
+    assert personalized.Automagic.compile_on_cpu is False
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    compiled = train(personalized.Automagic, compile=True)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+    for ours, expected in zip(compiled, train(personalized.Automagic, compile=False)):
+        assert torch.equal(ours, expected)
 
 
 def test_a_changing_lr_and_new_steps_do_not_recompile() -> None:

@@ -124,7 +124,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         self._stacked: dict[tuple[int, ...], StackedState] = {}
         self._stacked_in_use: set[tuple[int, ...]] = set()
         self._scratch = Scratch()
-        self._compiled_update = CompiledUpdate(self._update, type(self).__name__)
+        self._compiled_update = CompiledUpdate(self._update, type(self).__name__, self.compile_on_cpu)
         #: Per group, the parameters stepped one by one since its step counter last advanced.
         self._stepped_this_round: dict[int, set[Tensor]] = {}
 
@@ -200,6 +200,9 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     #: Whether ``_update`` receives item batches ``(n, *shape)`` (see :mod:`personalized.items`);
     #: False: it receives each parameter's own tensors, one at a time.
     item_batched: ClassVar[bool] = True
+    #: Whether ``compile=True`` compiles the update for CPU tensors (False: the compiled CPU code
+    #: was measured slower than eager; such optimizers compile for GPUs only).
+    compile_on_cpu: ClassVar[bool] = True
     #: State entries holding one number per parameter tensor (0-dim per parameter).
     scalar_state_keys: ClassVar[frozenset[str]] = frozenset()
     #: Whether each parameter can be updated on its own (from a backward hook, or on trial by

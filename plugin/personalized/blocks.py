@@ -62,7 +62,15 @@ def item_norm(x: Tensor) -> Tensor:
 
 
 def item_dot(a: Tensor, b: Tensor) -> Tensor:
-    """Dot product of the flattened items of two ``(n, m)`` batches, shape ``(n, 1)``."""
+    """Dot product of the flattened items of two ``(n, m)`` batches, shape ``(n, 1)``.
+
+    float32: one multiply-and-sum pass (a batched matrix product gives the same numbers ten
+    times slower on a CPU). bf16/fp16: a batched matrix product, which accumulates in float32
+    and rounds once, as the originals' ``torch.dot`` does (a product rounded term by term
+    would not).
+    """
+    if a.dtype == torch.float32:
+        return torch.linalg.vecdot(a, b, dim=-1).view(a.shape[0], 1)
     return (a.unsqueeze(1) @ b.unsqueeze(2)).view(a.shape[0], 1)
 
 

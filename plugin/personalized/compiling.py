@@ -40,11 +40,13 @@ FAILURES_MEANING_UNAVAILABLE = 3
 
 class CompiledUpdate:
     """``update`` compiled on first use. A batch whose update fails to compile runs eager (one
-    warning per optimizer); after a few failures and no success, everything runs eager."""
+    warning per optimizer); after a few failures and no success, everything runs eager.
+    ``on_cpu=False``: CPU tensors always run eager."""
 
-    def __init__(self, update: Callable[..., None], owner: str) -> None:
+    def __init__(self, update: Callable[..., None], owner: str, on_cpu: bool = True) -> None:
         self._eager = update
         self._owner = owner
+        self._on_cpu = on_cpu
         self._compiled: Callable[..., None] | None = None
         self._uncompilable: set[tuple[Any, ...]] = set()
         self._successes = 0
@@ -54,7 +56,8 @@ class CompiledUpdate:
         self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]
     ) -> None:
         signature = (tuple(p.shape), p.dtype, p.device.type)
-        if p.numel() >= MIN_COMPILED_ELEMENTS and not self.unavailable and signature not in self._uncompilable:
+        wanted = p.numel() >= MIN_COMPILED_ELEMENTS and (self._on_cpu or p.device.type != "cpu")
+        if wanted and not self.unavailable and signature not in self._uncompilable:
             try:
                 if self._compiled is None:
                     self._compiled = torch.compile(self._eager, dynamic=None, options=INDUCTOR_OPTIONS)

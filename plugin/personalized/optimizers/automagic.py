@@ -58,6 +58,8 @@ class Automagic(PersonalizedOptimizer):
           UnboundLocalError at the first step.
         * Fixed: the closure runs with grad enabled (the original ran it under
           ``no_grad``); no host synchronisation (the int8 scale stays a tensor).
+        * ``compile=True`` compiles the update on GPUs only: on the CPU the
+          compiled code is slower than eager (int8 and bool state).
         * Changed: gradients are left in ``p.grad`` (the original moved them
           into a private buffer with a backward hook); the second moment is
           float32 from the first step; ``min_lr``, ``max_lr`` and ``lr_bump``
@@ -66,6 +68,9 @@ class Automagic(PersonalizedOptimizer):
     """
 
     scalar_state_keys: ClassVar[frozenset[str]] = frozenset({"RMS", "lr_mask_scale", "avg_lr"})
+    #: Inductor's CPU code loads and stores the int8 lr mask and the bool polarity slowly (a 1M-element
+    #: batch: 12.5 ms compiled against 5.3 ms eager), so ``compile=True`` compiles for GPUs only.
+    compile_on_cpu: ClassVar[bool] = False
     state_keys: ClassVar[frozenset[str]] = frozenset(
         {
             "step",
@@ -160,7 +165,8 @@ class Automagic(PersonalizedOptimizer):
         update.div_((rms_by_norm(update) / group["clip_threshold"]).clamp_(min=1.0))
 
         polarity = update > 0
-        bump = torch.where(polarity == state["last_polarity"], group["lr_bump"], -group["lr_bump"])
+        # +lr_bump where the sign held, -lr_bump where it flipped (exactly; faster than torch.where)
+        bump = (polarity == state["last_polarity"]).to(torch.float32).mul_(2 * group["lr_bump"]).sub_(group["lr_bump"])
         state["last_polarity"] = polarity
         lr = (state["lr_mask"].float() * state["lr_mask_scale"] + bump).clamp_(group["min_lr"], group["max_lr"])
         state["lr_mask"], state["lr_mask_scale"] = quantize_lr_mask(lr)
