@@ -51,10 +51,11 @@ SHARED_KEYWORDS: dict[str, tuple[Any, str]] = {
     ),
     "compile": (
         False,
-        "run the update through torch.compile (fused kernels): on a CPU 1.5x to 3.5x faster for FCompass, "
-        "FishMonger, the FARMSCrop family, SCORN and REMASTER, no gain or slower for the others (measure "
-        "with benchmarks/speed.py --set compile=True). The first step compiles for seconds; lr schedules do "
-        "not recompile. What fails to compile (often on Windows) runs uncompiled after one warning.",
+        "run the update through torch.compile (fused kernels): on a CPU about twice as fast for FCompass, "
+        "FishMonger and the FARMSCrop family, 1.4x to 1.6x for SCORN and REMASTER, barely faster for Adafactor "
+        "and Persona; Automagic compiles on GPUs only (measure with benchmarks/speed.py --set compile=True). "
+        "The first step compiles for seconds; lr schedules do not recompile. What fails to compile (often on "
+        "Windows) runs uncompiled after one warning.",
     ),
     "bf16_state": (
         False,
