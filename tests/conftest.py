@@ -36,6 +36,16 @@ def features(cls: type) -> dict[str, object]:
     return {"lr": 1e-3, **ALL_FEATURES[cls.__name__]}
 
 
+def step_with_seeded_grads(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], steps: range) -> None:
+    """One ``step()`` per step number, each with gradients drawn from a generator seeded by it
+    (so a resumed run sees the same gradients as an uninterrupted one)."""
+    for step in steps:
+        generator = torch.Generator().manual_seed(step)
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator)
+        optimizer.step()
+
+
 #: What an optimizer needs besides ``lr`` to take a fixed learning rate. Prodigy
 #: steps by about d * lr: from its default d0 = 1e-6 an lr of 1e-4 moves nothing
 #: even in float32, so d starts (and in the small-update test stays) at 0.1.

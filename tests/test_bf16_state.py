@@ -10,6 +10,7 @@ import torch
 import personalized
 
 import reference
+from conftest import step_with_seeded_grads
 
 FLOAT32 = reference.faithful("float32")
 #: Largest per-step error of the update allowed against the float32-state recording, relative to
@@ -56,16 +57,9 @@ def test_the_tolerance_can_fail() -> None:
 
 @pytest.mark.parametrize("foreach", [True, False])
 def test_bf16_state_halves_the_state_and_survives_a_checkpoint(foreach: bool) -> None:
-    def train(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], steps: range) -> None:
-        for step in steps:
-            generator = torch.Generator().manual_seed(step)
-            for p in params:
-                p.grad = torch.randn(p.shape, generator=generator)
-            optimizer.step()
-
     params = [torch.nn.Parameter(torch.randn(8, 4)) for _ in range(3)]
     optimizer = personalized.FCompass(params, bf16_state=True, foreach=foreach)
-    train(optimizer, params, range(2))
+    step_with_seeded_grads(optimizer, params, range(2))
     for p in params:
         assert p.dtype == torch.float32
         assert {value.dtype for value in optimizer.state[p].values() if torch.is_tensor(value)} == {torch.bfloat16}
@@ -75,7 +69,7 @@ def test_bf16_state_halves_the_state_and_survives_a_checkpoint(foreach: bool) ->
     buffer = io.BytesIO()
     torch.save({"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, buffer)
     torch.manual_seed(0)  # stochastic rounding draws from the global generator
-    train(optimizer, params, range(2, 4))
+    step_with_seeded_grads(optimizer, params, range(2, 4))
 
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
@@ -84,7 +78,7 @@ def test_bf16_state_halves_the_state_and_survives_a_checkpoint(foreach: bool) ->
     other.load_state_dict(saved["optimizer"])
     assert other.state[resumed[0]]["fim"].dtype == torch.bfloat16
     torch.manual_seed(0)
-    train(other, resumed, range(2, 4))
+    step_with_seeded_grads(other, resumed, range(2, 4))
     for ours, expected in zip(resumed, params):
         assert torch.equal(ours, expected)
 

@@ -10,7 +10,7 @@ import torch
 import personalized
 from personalized.items import FOREACH_MAX_ELEMENTS
 
-from conftest import BATCHED, features
+from conftest import BATCHED, features, step_with_seeded_grads
 
 #: Same shapes several times (batched), odd ones and a shape that appears once.
 SHAPES = [(6, 5), (5,), (6, 5), (3, 2, 3, 3), (), (6, 5), (5,), (3, 2, 3, 3), (7, 1), (1, 7)]
@@ -79,26 +79,19 @@ def test_same_shape_parameters_share_one_stacked_state() -> None:
 
 @pytest.mark.parametrize("cls", BATCHED, ids=lambda cls: cls.__name__)
 def test_stacked_state_checkpoint_resumes_exactly(cls: type) -> None:
-    def train(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], steps: range) -> None:
-        for step in steps:
-            generator = torch.Generator().manual_seed(step)
-            for p in params:
-                p.grad = torch.randn(p.shape, generator=generator)
-            optimizer.step()
-
     params = make_params(torch.float32)
     optimizer = cls(params, **features(cls))
-    train(optimizer, params, range(3))
+    step_with_seeded_grads(optimizer, params, range(3))
     buffer = io.BytesIO()
     torch.save({"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, buffer)
-    train(optimizer, params, range(3, 6))
+    step_with_seeded_grads(optimizer, params, range(3, 6))
 
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
     resumed = [torch.nn.Parameter(value.clone()) for value in saved["params"]]
     other = cls(resumed, **features(cls))
     other.load_state_dict(saved["optimizer"])
-    train(other, resumed, range(3, 6))
+    step_with_seeded_grads(other, resumed, range(3, 6))
     for ours, expected in zip(resumed, params):
         assert torch.equal(ours, expected)
 
