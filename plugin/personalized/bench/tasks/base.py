@@ -43,11 +43,8 @@ class Task:
     description: str
     #: What the reported loss is.
     loss: str
-    #: Optimizer steps in the quick suite.
+    #: Optimizer steps of every run (every contender and learning rate gets the same).
     steps: int
-    #: The learning rate of the torch.optim.AdamW baseline on this task, from a one-seed sweep over
-    #: 1e-3, 3e-3, ..., 1e-1 at the quick suite's steps: the best final loss (of two close ones, the steadier).
-    adamw_lr: float
     #: ``build(seed)`` makes the problem.
     build: Callable[[int], Problem]
     #: Optional packages the task needs, as (module, pip package) pairs.

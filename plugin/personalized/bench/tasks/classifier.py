@@ -54,7 +54,6 @@ TASK = Task(
     description="small CNN (10k weights) classifying scikit-learn's 8x8 digits",
     loss="held-out cross-entropy",
     steps=400,
-    adamw_lr=1e-2,
     build=DigitsClassifier,
     needs=digits.NEEDS,
 )

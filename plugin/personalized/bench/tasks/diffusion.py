@@ -79,7 +79,6 @@ TASK = Task(
     description="flow-matching velocity MLP (27k weights) on the digits, x_t = (1-t) x0 + t noise",
     loss="held-out flow-matching MSE (fixed t and noise)",
     steps=400,
-    adamw_lr=1e-2,
     build=DigitsFlowMatching,
     needs=digits.NEEDS,
 )

@@ -77,7 +77,6 @@ QUADRATIC = Task(
     description="noisy quadratic model, 256 weights, curvatures 0.01 to 1",
     loss="noise-free quadratic value",
     steps=400,
-    adamw_lr=1e-3,
     build=NoisyQuadratic,
     cost=0.1,
 )
@@ -88,7 +87,6 @@ ROSENBROCK = Task(
     description="32 Rosenbrock valleys (a 32x2 weight) with gradient noise",
     loss="noise-free mean Rosenbrock value",
     steps=400,
-    adamw_lr=3e-2,
     build=NoisyRosenbrock,
     cost=0.15,
 )

@@ -103,7 +103,6 @@ TASK = Task(
     description="rank-4 LoRA on an MLP pretrained on digits 0-4, adapted to digits 5-9",
     loss="held-out cross-entropy on digits 5-9",
     steps=400,
-    adamw_lr=1e-2,
     build=DigitsLoRA,
     needs=digits.NEEDS,
 )
