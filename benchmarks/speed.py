@@ -66,7 +66,6 @@ Memory with and without gradient release
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime
 import json
 import math
@@ -85,6 +84,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import personalized
+from personalized.bench.options import assignment
 
 #: LoRA parameter set of the speed benchmark: rank and the model dimensions d.
 LORA_RANK = 16
@@ -628,6 +628,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--set",
         dest="options",
         action="append",
+        type=assignment,
         default=[],
         metavar="KEY=VALUE",
         help="constructor keyword for every optimizer that accepts it, e.g. foreach=False (repeatable)",
@@ -640,7 +641,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{option} must be at least 1")
     if args.warmup < 0:
         parser.error("--warmup must be at least 0")
-    args.options = dict(parse_option(parser, text) for text in args.options)
+    args.options = dict(args.options)
     args.optimizers = [n.strip() for n in args.optimizers.split(",") if n.strip()] or personalized.available()
     for name in args.optimizers:
         try:
@@ -648,18 +649,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         except ValueError as error:
             parser.error(str(error))
     return args
-
-
-def parse_option(parser: argparse.ArgumentParser, text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with a Python literal value (``foreach=False``, ``betas=(0.9,0.99)``)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip().isidentifier():
-        parser.error(f"--set {text!r}: expected KEY=VALUE, e.g. foreach=False")
-    try:
-        return key.strip(), ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        parser.error(f"--set {text!r}: {value!r} is not a Python literal (True, 0.9, (0.9, 0.99), 'text')")
-    raise AssertionError("unreachable")
 
 
 def run_speed(args: argparse.Namespace, optimizers: Sequence[tuple[str, type]], out: Any) -> list[SpeedResult]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +51,11 @@ class Task:
     needs: tuple[tuple[str, str], ...] = ()
     #: The relative time of one step (the models' tasks are 1), for the progress bar's estimate.
     cost: float = 1.0
+    #: ``prepare(seeds)``: what every run of the task shares and is costly to make (a pretrained
+    #: base model), as picklable data; the bench computes it once and hands it to its worker processes.
+    prepare: Callable[[Sequence[int]], object] | None = None
+    #: ``adopt(data)``: take what ``prepare`` made (in a worker process) instead of making it again.
+    adopt: Callable[[object], None] | None = None
 
 
 def generator(seed: int, stream: int) -> torch.Generator:

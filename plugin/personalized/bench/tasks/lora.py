@@ -7,8 +7,8 @@ as LoRA trainers do. Only ``A`` and ``B`` are given to the optimizer.
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +42,30 @@ def base_mlp() -> nn.Sequential:
     return nn.Sequential(nn.Linear(64, 128), nn.SiLU(), nn.Linear(128, 128), nn.SiLU(), nn.Linear(128, 10))
 
 
-@functools.lru_cache(maxsize=8)
-def pretrained(seed: int, steps: int = 300, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """The base MLP's weights after AdamW training on digits 0-4 (computed once per seed).
+#: The pretrained base models by seed, made once per process (or handed over by :func:`adopt`).
+_BASES: dict[int, dict[str, torch.Tensor]] = {}
+
+
+def pretrained(seed: int) -> dict[str, torch.Tensor]:
+    """The base MLP's weights for ``seed`` (see :func:`pretrain`), made once per process."""
+    if seed not in _BASES:
+        _BASES[seed] = pretrain(seed)
+    return _BASES[seed]
+
+
+def share(seeds: Sequence[int]) -> dict[int, dict[str, torch.Tensor]]:
+    """The base models of ``seeds``, to hand to worker processes."""
+    return {seed: pretrained(seed) for seed in seeds}
+
+
+def adopt(bases: object) -> None:
+    """Use base models made by :func:`share` (in another process) instead of training them again."""
+    assert isinstance(bases, dict)
+    _BASES.update(bases)
+
+
+def pretrain(seed: int, steps: int = 300, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """The base MLP's weights after AdamW training on digits 0-4.
 
     Label smoothing keeps the base model's logits moderate, as in a large
     pretrained model: without it the unseen classes 5-9 start at a loss near 14.
@@ -105,4 +126,6 @@ TASK = Task(
     steps=400,
     build=DigitsLoRA,
     needs=digits.NEEDS,
+    prepare=share,
+    adopt=adopt,
 )
