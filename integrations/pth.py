@@ -33,7 +33,7 @@ def pth_path(name: str, python: str | None = None) -> Path:
 def write_pth(name: str, module: str, python: str | None = None) -> Path:
     """Make every interpreter of that environment import ``module`` at start-up.
 
-    The module must be importable there: ``pip install personalized-optimizers``
+    The module must be importable there: install the package (README, Install)
     into the trainer's environment first.
     """
     path = pth_path(name, python)

@@ -2,7 +2,7 @@
 
 Looked for, in order:
 
-1. installed into ComfyUI's Python (``pip install personalized-optimizers``);
+1. installed into ComfyUI's Python (``pip install /path/to/personalized-optimizers``, a clone);
 2. ``<this pack>/lib/personalized``: a copy shipped inside the pack;
 3. ``<this pack>/../plugin/personalized``: the whole repository was cloned into
    ``custom_nodes`` and this pack is its ``nodes/`` folder;
@@ -21,10 +21,11 @@ FOLDERS = (PACK / "lib", PACK.parent / "plugin", PACK.parent)
 
 MISSING = (
     "The ComfyUI node pack 'personalized-optimizers' needs the Python package 'personalized'. "
-    "Install it into the Python that runs ComfyUI, then restart ComfyUI:\n"
-    "  Windows portable:  python_embeded\\python.exe -m pip install personalized-optimizers\n"
-    "  other installs:    <ComfyUI's python> -m pip install personalized-optimizers\n"
-    "or copy the repository's plugin/personalized folder (and presets/) into {lib}."
+    "Clone the whole repository into ComfyUI/custom_nodes (the pack finds its plugin/personalized "
+    "by itself), or install the package from a clone into the Python that runs ComfyUI:\n"
+    "  Windows portable:  python_embeded\\python.exe -m pip install C:\\path\\to\\personalized-optimizers\n"
+    "  other installs:    <ComfyUI's python> -m pip install /path/to/personalized-optimizers\n"
+    "or copy the repository's plugin/personalized and presets folders into {lib}; then restart ComfyUI."
 )
 
 

@@ -32,6 +32,8 @@ class Field:
     max: float | None = None
     step: float | None = None
     multiline: bool = False
+    #: an INT widget followed by ComfyUI's "control after generate" choice (fixed, increment, randomize)
+    control_after_generate: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def _v3_input(io: Any, field: Field) -> Any:
     if field.type in ("INT", "FLOAT"):
         kind = io.Int if field.type == "INT" else io.Float
         limits = {"min": field.min, "max": field.max, "step": field.step}
+        if field.control_after_generate:
+            limits["control_after_generate"] = True
         return kind.Input(field.name, default=field.default, **limits, **common)
     if field.type == "BOOLEAN":
         return io.Boolean.Input(field.name, default=field.default, **common)
@@ -140,6 +144,8 @@ def _v1_input(field: Field) -> tuple:
     options = {"tooltip": field.tooltip, "default": field.default}
     if field.type in ("INT", "FLOAT"):
         options.update(min=field.min, max=field.max, step=field.step)
+    if field.control_after_generate:
+        options["control_after_generate"] = True
     if field.type == "STRING":
         options["multiline"] = field.multiline
     options = {key: value for key, value in options.items() if value is not None}

@@ -19,6 +19,11 @@ from .definitions import Field, NodeDef, Output
 
 #: The socket type that carries an :class:`OptimizerChoice` between nodes.
 OPTIMIZER_TYPE = "PERSONALIZED_OPTIMIZER"
+#: What the setting widgets show by default: the preset's value is used (the ``summary`` output shows it).
+FROM_PRESET = "preset"
+#: The numbers the learning_rate and weight_decay widgets of earlier versions (number widgets) used
+#: for "the preset's": saved workflows still carry them.
+EARLIER_FROM_PRESET = {"learning_rate": 0.0, "weight_decay": -1.0}
 
 
 @dataclass(frozen=True)
@@ -61,29 +66,25 @@ def inputs() -> list[Field]:
         ),
         Field(
             "learning_rate",
-            "FLOAT",
-            "The learning rate. 0 keeps the preset's (shown in 'summary'). Prodigy expects about 1.0; "
-            "Automagic only starts from it.",
-            default=0.0,
-            min=0.0,
-            max=10.0,
-            step=0.0000001,
+            "STRING",
+            "The learning rate. 'preset' uses the preset's (the 'summary' output shows the number); type a number "
+            "such as 2e-4 to use your own. Prodigy expects about 1.0; Automagic only starts from it.",
+            default=FROM_PRESET,
         ),
         Field(
             "weight_decay",
-            "FLOAT",
-            "How strongly weights are pulled towards zero each step. -1 keeps the preset's value.",
-            default=-1.0,
-            min=-1.0,
-            max=10.0,
-            step=0.0001,
+            "STRING",
+            "How strongly weights are pulled towards zero each step. 'preset' uses the preset's value (shown in "
+            "'summary'); type a number such as 0.01 to use your own (0 turns it off).",
+            default=FROM_PRESET,
         ),
         Field(
             "betas",
             "STRING",
-            "The momentum factors, e.g. '0.9, 0.99' (FishMonger takes three). Empty keeps the preset's. "
-            "If training turns NaN at once with the Fisher optimizers, try '0.9, 0.99'.",
-            default="",
+            "The momentum factors. 'preset' uses the preset's (shown in 'summary'); type e.g. '0.9, 0.99' to use "
+            "your own (FishMonger takes three). If training turns NaN at once with the Fisher optimizers, try "
+            "'0.9, 0.99'.",
+            default=FROM_PRESET,
         ),
         Field(
             "extra_args",
@@ -118,11 +119,27 @@ def _literal(text: str) -> Any:
         return text
 
 
-def parse_betas(text: str) -> tuple[float, ...] | None:
-    """``'0.9, 0.99'`` (or with spaces, brackets) as a tuple; None when empty."""
-    parts = [part for part in re.split(r"[\s,]+", text.strip().strip("()[]")) if part]
-    if not parts:
+def from_preset(text: Any) -> bool:
+    """Whether a setting widget asks for the preset's value: ``preset`` (any case) or empty."""
+    return str(text).strip().casefold() in ("", FROM_PRESET)
+
+
+def parse_number(name: str, text: Any) -> float | None:
+    """A number widget's value; None for the preset's (``preset``, empty, or the number earlier versions used)."""
+    if from_preset(text):
         return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a number (such as 2e-4) or 'preset'") from None
+    return None if value == EARLIER_FROM_PRESET[name] else value
+
+
+def parse_betas(text: str) -> tuple[float, ...] | None:
+    """``'0.9, 0.99'`` (or with spaces, brackets) as a tuple; None for the preset's (``preset`` or empty)."""
+    if from_preset(text):
+        return None
+    parts = [part for part in re.split(r"[\s,]+", text.strip().strip("()[]")) if part]
     try:
         return tuple(float(part) for part in parts)
     except ValueError:
@@ -141,12 +158,14 @@ def describe(choice: OptimizerChoice) -> str:
     return "\n".join(lines)
 
 
-def run(optimizer: str, learning_rate: float, weight_decay: float, betas: str, extra_args: str) -> tuple:
+def run(optimizer: str, learning_rate: str, weight_decay: str, betas: str, extra_args: str) -> tuple:
     overrides = parse_extra_args(extra_args)
-    if learning_rate > 0:
-        overrides["lr"] = learning_rate
-    if weight_decay >= 0:
-        overrides["weight_decay"] = weight_decay
+    lr = parse_number("learning_rate", learning_rate)
+    if lr is not None:
+        overrides["lr"] = lr
+    decay = parse_number("weight_decay", weight_decay)
+    if decay is not None:
+        overrides["weight_decay"] = decay
     parsed_betas = parse_betas(betas)
     if parsed_betas is not None:
         overrides["betas"] = parsed_betas

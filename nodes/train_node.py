@@ -30,6 +30,7 @@ SUPPORTED_COMFYUI = (
     "grad_accumulation_steps and algorithm inputs: the ComfyUI releases from autumn 2025 on "
     "(checked against comfy_extras/nodes_train.py at commit 12aacb9 and its later bucket-mode version)"
 )
+BUCKETS_COMFYUI = "a ComfyUI whose own 'Train LoRA' node has the bucket_mode input (ComfyUI 0.8 on)"
 
 #: What the node reuses from comfy_extras.nodes_train.
 TRAIN_HELPERS = ("TrainSampler", "BiasDiff", "find_all_highest_child_module_with_forward", "patch", "unpatch")
@@ -163,6 +164,7 @@ def inputs() -> list[Field]:
             default=0,
             min=0,
             max=0xFFFFFFFFFFFFFFFF,
+            control_after_generate=True,
         ),
         Field("training_dtype", "COMBO", "Precision of the training passes.", default="bf16", options=("bf16", "fp32")),
         Field("lora_dtype", "COMBO", "Precision of the LoRA weights.", default="bf16", options=("bf16", "fp32")),
@@ -179,6 +181,14 @@ def inputs() -> list[Field]:
             "Continue training this LoRA (from models/loras), or [None] for a new one. The optimizer starts fresh.",
             default=NO_LORA,
             options=existing_loras(),
+        ),
+        Field(
+            "bucket_mode",
+            "BOOLEAN",
+            "Train on resolution buckets: connect 'latents' and 'positive' to ComfyUI's Resolution Bucket node, "
+            "which groups images of the same size. Each step then batches images of one size (faster than "
+            "images of several sizes without buckets, which go one at a time). Needs ComfyUI 0.8 or later.",
+            default=False,
         ),
     ]
 
@@ -205,24 +215,64 @@ class Settings:
     algorithm: str
     gradient_checkpointing: bool
     existing_lora: str
+    bucket_mode: bool
 
 
 def run(model: list, latents: list, positive: list, **widgets: list) -> tuple:
     """The node's inputs all arrive as lists: the dataset ones whole, the others as their first item."""
     comfy = comfy_training()
     settings = Settings(**{name: values[0] for name, values in widgets.items()})
-    dataset, multi_res = dataset_latents(latents)
-    return train(comfy, model[0], dataset, multi_res, captions(positive, len(dataset)), settings)
+    dataset = Dataset.of(latents, settings.bucket_mode)
+    return train(comfy, model[0], dataset, captions(positive, dataset.count), settings)
 
 
-def dataset_latents(latents: list[dict[str, torch.Tensor]]) -> tuple[Any, bool]:
-    """One batch tensor when every image has the same size, else a list of single images (``multi_res``)."""
-    if len(latents) == 1:
-        return latents[0]["samples"], False
-    images = [image[None] for latent in latents for image in latent["samples"]]
-    if len({image.shape for image in images}) == 1:
-        return torch.cat(images), False
-    return images, True
+@dataclass(frozen=True)
+class Dataset:
+    """The training latents, in the form ComfyUI's ``TrainSampler`` takes them.
+
+    ``mode`` is ``"batch"`` (one ``(N, C, H, W)`` tensor: every image has the same size),
+    ``"multi_res"`` (a list of ``(1, C, H, W)`` images of several sizes, trained one at a time) or
+    ``"buckets"`` (a list of ``(Bi, C, Hi, Wi)`` batches, one per size, from ComfyUI's Resolution
+    Bucket node; each step batches images of one bucket).
+    """
+
+    latents: Any
+    mode: str
+
+    @classmethod
+    def of(cls, latents: list[dict[str, torch.Tensor]], bucket_mode: bool) -> Dataset:
+        """The dataset from the node's ``latents`` input (one latent dict per item of ComfyUI's list)."""
+        if bucket_mode:
+            return cls([latent["samples"] for latent in latents], "buckets")
+        if len(latents) == 1:
+            return cls(latents[0]["samples"], "batch")
+        images = [image[None] for latent in latents for image in latent["samples"]]
+        if len({image.shape for image in images}) == 1:
+            return cls(torch.cat(images), "batch")
+        return cls(images, "multi_res")
+
+    @property
+    def count(self) -> int:
+        """How many images."""
+        return sum(len(bucket) for bucket in self.latents) if self.mode == "buckets" else len(self.latents)
+
+    def to(self, dtype: torch.dtype) -> Dataset:
+        latents = self.latents.to(dtype) if self.mode == "batch" else [item.to(dtype) for item in self.latents]
+        return Dataset(latents, self.mode)
+
+    def sampler_keywords(self) -> dict[str, Any]:
+        """What ``TrainSampler`` needs besides the guider's latent to draw its batches."""
+        return {"multi_res": {"real_dataset": self.latents}, "buckets": {"bucket_latents": self.latents}}.get(
+            self.mode, {}
+        )
+
+    def guide_latent(self) -> torch.Tensor:
+        """The latent the guider samples: the dataset itself, or (when the sampler draws its own batches)
+        the first image repeated to one per image, as ComfyUI's own node does."""
+        if self.mode == "batch":
+            return self.latents
+        first = self.latents[0][:1]
+        return first.repeat(self.count, *[1] * (first.dim() - 1))
 
 
 def captions(positive: list, count: int) -> list:
@@ -241,15 +291,21 @@ def captions(positive: list, count: int) -> list:
     return conds
 
 
-def train(comfy: SimpleNamespace, model: Any, dataset: Any, multi_res: bool, conds: list, s: Settings) -> tuple:
+def train(comfy: SimpleNamespace, model: Any, dataset: Dataset, conds: list, s: Settings) -> tuple:
     """Adapters on a copy of the model, our optimizer and schedule, ComfyUI's training loop; returns the outputs."""
-    if multi_res and "real_dataset" not in comfy.sampler_keywords:
+    if dataset.mode == "multi_res" and "real_dataset" not in comfy.sampler_keywords:
         raise unsupported("its TrainSampler trains only images of one size (no real_dataset)")
+    if dataset.mode == "buckets" and "bucket_latents" not in comfy.sampler_keywords:
+        raise UnsupportedComfyUI(
+            f"Train LoRA (personalized optimizer): bucket_mode needs {BUCKETS_COMFYUI}, and this ComfyUI's "
+            "TrainSampler has no bucket_latents. Update ComfyUI, or turn bucket_mode off (images of several sizes "
+            "then train one at a time)."
+        )
     mp = model.clone()
     dtype = comfy.node_helpers.string_to_torch_dtype(s.training_dtype)
     lora_dtype = comfy.node_helpers.string_to_torch_dtype(s.lora_dtype)
     mp.set_model_compute_dtype(dtype)
-    dataset = [image.to(dtype) for image in dataset] if multi_res else dataset.to(dtype)
+    dataset = dataset.to(dtype)
     with torch.inference_mode(False):
         existing, steps_done = load_existing_lora(comfy, s.existing_lora)
         lora_sd, adapters = add_adapters(comfy, mp, s, lora_dtype, existing)
@@ -264,7 +320,7 @@ def train(comfy: SimpleNamespace, model: Any, dataset: Any, multi_res: bool, con
         )
         if scheduler is not None:
             personalized.training.attach_scheduler(optimizer, scheduler)
-        losses = fit(comfy, mp, dataset, multi_res, conds, optimizer, s, dtype)
+        losses = fit(comfy, mp, dataset, conds, optimizer, s, dtype)
         for adapter in adapters:
             adapter.requires_grad_(False)
         lora = {key: value.to(lora_dtype).detach() for key, value in lora_sd.items()}
@@ -329,8 +385,7 @@ def matrix_adapter(
 def fit(
     comfy: SimpleNamespace,
     mp: Any,
-    dataset: Any,
-    multi_res: bool,
+    dataset: Dataset,
     conds: list,
     optimizer: torch.optim.Optimizer,
     s: Settings,
@@ -352,19 +407,18 @@ def fit(
         total_steps=s.steps * s.grad_accumulation_steps,
         seed=s.seed,
         training_dtype=dtype,
-        **({"real_dataset": dataset} if multi_res else {}),
+        **dataset.sampler_keywords(),
     )
     guider = comfy.sampling.Guider_Basic(mp)
     guider.set_conds(conds)
-    # The sampler draws its own batches; the guider only needs a latent of the dataset's shape.
-    latent = dataset[0].repeat(len(dataset), *[1] * (dataset[0].dim() - 1)) if multi_res else dataset
+    latent = dataset.guide_latent()
     noise = comfy.sampling.Noise_RandomNoise(s.seed)
     in_training = hasattr(comfy.model_management, "in_training")  # newer ComfyUI: tells memory management
     try:
         if in_training:
             comfy.model_management.in_training = True
         guider.sample(
-            noise.generate_noise({"samples": latent}), latent, sampler, torch.arange(len(dataset)), seed=s.seed
+            noise.generate_noise({"samples": latent}), latent, sampler, torch.arange(dataset.count), seed=s.seed
         )
     finally:
         if in_training:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import functools
 import importlib
 import importlib.util
 import json
@@ -186,7 +187,7 @@ def test_optimizer_node_schema(v3: dict[str, type]) -> None:
     options = inputs["optimizer"].options
     assert set(personalized.available()) <= set(options)
     assert set(personalized.presets.available()) <= set(options)
-    assert [inputs[name].io_type for name in inputs] == ["COMBO", "FLOAT", "FLOAT", "STRING", "STRING"]
+    assert [inputs[name].io_type for name in inputs] == ["COMBO", "STRING", "STRING", "STRING", "STRING"]
     assert inputs["extra_args"].multiline
     outputs = schema(v3[OPTIMIZER]).outputs
     assert [o.io_type for o in outputs] == ["PERSONALIZED_OPTIMIZER", "STRING"]
@@ -210,6 +211,7 @@ def test_train_node_schema(v3: dict[str, type]) -> None:
     assert list(inputs["algorithm"].options) == list(comfy.weight_adapter.adapter_maps)
     assert inputs["existing_lora"].options[-1] == "[None]"
     assert "learning_rate" not in inputs  # it comes with the optimizer
+    assert inputs["bucket_mode"].io_type == "BOOLEAN" and inputs["bucket_mode"].default is False  # as ComfyUI 0.8's
     assert [o.io_type for o in node_schema.outputs] == ["LORA_MODEL", "LOSS_MAP", "INT", "STRING"]
 
 
@@ -254,7 +256,7 @@ def test_every_choice_builds_an_optimizer_that_trains(v3: dict[str, type], name:
 
 
 def test_widgets_override_the_preset(v3: dict[str, type]) -> None:
-    choice = choose(v3, learning_rate=2e-4, weight_decay=0.05, betas="0.9, 0.95", extra_args="clip=0.0|amp_fac=3")
+    choice = choose(v3, learning_rate="2e-4", weight_decay="0.05", betas="0.9, 0.95", extra_args="clip=0.0|amp_fac=3")
     assert dict(choice.overrides) == {"lr": 2e-4, "weight_decay": 0.05, "betas": (0.9, 0.95), "clip": 0.0, "amp_fac": 3}
     group = choice.build(make_params()).param_groups[0]
     assert (group["lr"], group["weight_decay"], tuple(group["betas"]), group["clip"]) == (2e-4, 0.05, (0.9, 0.95), 0.0)
@@ -266,6 +268,22 @@ def test_default_widgets_keep_the_preset(v3: dict[str, type]) -> None:
     assert dict(choice.overrides) == {}
     _, settings, found = choice.settings()
     assert found == preset and settings == preset.kwargs()
+
+
+def test_setting_widgets_say_the_presets_values_are_used(v3: dict[str, type]) -> None:
+    """The widgets read 'preset' (not a learning rate of 0): the summary shows the numbers."""
+    inputs = inputs_of(v3[OPTIMIZER])
+    for name in ("learning_rate", "weight_decay", "betas"):
+        assert inputs[name].default == "preset" and "'preset' uses the preset's" in inputs[name].tooltip, name
+    preset = personalized.presets.load("rvc/FCompass")
+    choice, summary = execute(v3[OPTIMIZER], **{**widget_defaults(v3[OPTIMIZER]), "optimizer": preset.name})
+    assert dict(choice.overrides) == {} and f"lr={preset.lr!r}" in summary
+    assert dict(choose(v3, learning_rate=" Preset ", weight_decay="", betas="PRESET").overrides) == {}
+    assert dict(choose(v3, learning_rate="3e-4", weight_decay="0").overrides) == {"lr": 3e-4, "weight_decay": 0.0}
+    # workflows saved with the earlier number widgets (0 and -1 for "the preset's"), as ComfyUI passes them
+    assert dict(choose(v3, learning_rate="0.0", weight_decay="-1.0").overrides) == {}
+    with pytest.raises(ValueError, match=re.escape("learning_rate: 'fast' is not a number (such as 2e-4) or 'preset'")):
+        choose(v3, learning_rate="fast")
 
 
 def test_extra_args_lines_and_bare_text(v3: dict[str, type]) -> None:
@@ -423,6 +441,58 @@ def test_train_node_images_of_several_sizes(v3: dict[str, type], built: list) ->
     assert steps == 2 and len(loss_map["loss"]) == 2
 
 
+def test_train_node_bucket_mode_trains_on_resolution_buckets(
+    v3: dict[str, type], built: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ComfyUI 0.8's own node: the Resolution Bucket node's lists go to TrainSampler as bucket_latents."""
+    import comfy_extras.nodes_train
+
+    seen = {}
+    original = comfy_extras.nodes_train.TrainSampler.__init__
+
+    @functools.wraps(original)  # the node reads the signature
+    def recording(self: Any, *args: Any, **kwargs: Any) -> None:
+        seen.update(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(comfy_extras.nodes_train.TrainSampler, "__init__", recording)
+    torch.manual_seed(0)
+    caption = [torch.zeros(1, 2, 8), {}]
+    inputs = train_inputs(v3, choose(v3, learning_rate="1e-3"), steps=3, batch_size=2, bucket_mode=True)
+    inputs["latents"] = [{"samples": torch.randn(2, 4, 3, 3)}, {"samples": torch.randn(1, 4, 2, 5)}]
+    inputs["positive"] = [[caption, caption], [caption]]  # Resolution Bucket: one list per bucket
+    lora, loss_map, steps, _ = execute(v3[TRAIN], **inputs)
+    assert [tuple(bucket.shape) for bucket in seen["bucket_latents"]] == [(2, 4, 3, 3), (1, 4, 2, 5)]
+    assert "real_dataset" not in seen
+    assert steps == 3 and len(loss_map["loss"]) == 3
+    (_, start), *_ = built
+    assert any(not torch.equal(before, after) for before, after in zip(start, lora.values()))
+
+
+def test_train_node_bucket_mode_on_a_comfyui_without_it(v3: dict[str, type], monkeypatch: pytest.MonkeyPatch) -> None:
+    import comfy_extras.nodes_train
+
+    class Before08(comfy_extras.nodes_train.TrainSampler):
+        def __init__(
+            self,
+            loss_fn,
+            optimizer,
+            loss_callback=None,
+            batch_size=1,
+            grad_acc=1,
+            total_steps=1,
+            seed=0,
+            training_dtype=torch.bfloat16,
+            real_dataset=None,
+        ) -> None:
+            super().__init__(loss_fn, optimizer, loss_callback, batch_size, grad_acc, total_steps, seed, training_dtype)
+
+    monkeypatch.setattr(comfy_extras.nodes_train, "TrainSampler", Before08)
+    inputs = train_inputs(v3, choose(v3), bucket_mode=True)
+    with pytest.raises(RuntimeError, match=r"bucket_mode needs .*ComfyUI 0\.8.*turn bucket_mode off"):
+        execute(v3[TRAIN], **inputs)
+
+
 def test_train_node_continues_an_existing_lora(v3: dict[str, type], built: list, tmp_path: Path) -> None:
     torch.manual_seed(0)
     first, _, steps, _ = execute(v3[TRAIN], **train_inputs(v3, choose(v3), steps=2))
@@ -490,7 +560,7 @@ def test_package_is_found_beside_the_pack_or_explained(v3: dict[str, type], tmp_
     finally:
         sys.modules.pop("personalized_locate_probe", None)
         sys.path.remove(str(shipped))
-    portable = re.escape(r"python_embeded\python.exe -m pip install personalized-optimizers")
+    portable = re.escape(r"python_embeded\python.exe -m pip install C:\path\to\personalized-optimizers")
     with pytest.raises(ImportError, match=portable):
         locate.find_package("personalized_locate_missing", (tmp_path / "nowhere",))
     assert locate.FOLDERS == (PACK / "lib", PACK.parent / "plugin", PACK.parent)
@@ -519,10 +589,51 @@ NATIVE_INPUTS = {
     "SaveLoRA": ({"lora", "prefix", "steps"}, []),
     "LossGraphNode": ({"loss", "filename_prefix"}, []),
 }
+#: Their widgets, in the order of a UI-format workflow's ``widgets_values`` (LoadImage's upload button keeps one).
+NATIVE_WIDGETS = {
+    "CheckpointLoaderSimple": ["ckpt_name"],
+    "LoadImage": ["image", "upload"],
+    "VAEEncode": [],
+    "CLIPTextEncode": ["text"],
+    "SaveLoRA": ["prefix", "steps"],
+    "LossGraphNode": ["filename_prefix"],
+}
+WORKFLOW = PACK / "workflows" / "train_lora_personalized.json"
+API_WORKFLOW = PACK / "workflows_api" / "train_lora_personalized.json"
 
 
-def test_example_workflow_fits_the_nodes(v3: dict[str, type]) -> None:
-    workflow = json.loads((PACK / "workflows" / "train_lora_personalized.json").read_text(encoding="utf-8"))
+def widget_names(v3: dict[str, type], kind: str) -> list[str]:
+    """The widgets ComfyUI's frontend makes for a node, in order: one per widget input, plus the
+    "control after generate" choice after an INT that asks for it."""
+    if kind not in v3:
+        return NATIVE_WIDGETS[kind]
+    names = []
+    for name, item in inputs_of(v3[kind]).items():
+        if hasattr(item, "default"):
+            names.append(name)
+            if getattr(item, "control_after_generate", None):
+                names.append("control_after_generate")
+    return names
+
+
+def as_api(v3: dict[str, type], workflow: dict[str, Any]) -> dict[str, Any]:
+    """A UI-format workflow as the API format the frontend queues (linked inputs replace their widget)."""
+    links = {link[0]: link for link in workflow["links"]}
+    api = {}
+    for node in workflow["nodes"]:
+        values = dict(zip(widget_names(v3, node["type"]), node["widgets_values"], strict=True))
+        values.pop("upload", None), values.pop("control_after_generate", None)
+        for entry in node["inputs"]:
+            if entry["link"] is not None:
+                _, source, slot, target, _, _ = links[entry["link"]]
+                assert target == node["id"]
+                values[entry["name"]] = [str(source), slot]
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": values, "_meta": {"title": node["title"]}}
+    return api
+
+
+def test_api_workflow_fits_the_nodes(v3: dict[str, type]) -> None:
+    workflow = json.loads(API_WORKFLOW.read_text(encoding="utf-8"))
     outputs = {}
     for node_id, node in workflow.items():
         kind = node["class_type"]
@@ -548,9 +659,45 @@ def test_example_workflow_fits_the_nodes(v3: dict[str, type]) -> None:
     assert outputs[train["latents"][0]][train["latents"][1]] == "LATENT"
 
 
+def test_shipped_workflow_is_the_api_workflow_laid_out(v3: dict[str, type]) -> None:
+    """The file users drag in (and ComfyUI lists under its templates) is in the UI format, with
+    positions, and is the same workflow as the API-format file."""
+    workflow = json.loads(WORKFLOW.read_text(encoding="utf-8"))
+    assert isinstance(workflow["nodes"], list) and workflow["version"] == 0.4
+    assert as_api(v3, workflow) == json.loads(API_WORKFLOW.read_text(encoding="utf-8"))
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    assert workflow["last_node_id"] == max(nodes) and workflow["last_link_id"] == max(
+        link[0] for link in workflow["links"]
+    )
+    for link_id, source, slot, target, target_slot, kind in workflow["links"]:
+        assert link_id in nodes[source]["outputs"][slot]["links"]
+        assert nodes[source]["outputs"][slot]["type"] == kind == nodes[target]["inputs"][target_slot]["type"]
+        assert nodes[target]["inputs"][target_slot]["link"] == link_id
+    for node in workflow["nodes"]:
+        if node["type"] in v3:
+            assert [o["type"] for o in node["outputs"]] == [o.io_type for o in schema(v3[node["type"]]).outputs]
+
+
+def test_shipped_workflow_nodes_do_not_overlap() -> None:
+    """Every node, title bar included, has its own room; image previews (Load Image, Plot Loss Graph)
+    draw inside their node, which is big enough for one."""
+    nodes = json.loads(WORKFLOW.read_text(encoding="utf-8"))["nodes"]
+    title = 30  # LiteGraph draws the title bar above pos
+    boxes = {}
+    for node in nodes:
+        (x, y), (width, height) = node["pos"], node["size"]
+        boxes[node["title"]] = (x, y - title, width, height + title)
+    for first, (x1, y1, w1, h1) in boxes.items():
+        for second, (x2, y2, w2, h2) in boxes.items():
+            apart = x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
+            assert first == second or apart, (first, second)
+    sizes = {node["type"]: node["size"] for node in nodes}
+    assert sizes["LoadImage"][1] >= 400 and sizes["LossGraphNode"][1] >= 400
+
+
 def test_readme_shows_the_workflow_file() -> None:
     readme = (PACK / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.S)
-    workflow = json.loads((PACK / "workflows" / "train_lora_personalized.json").read_text(encoding="utf-8"))
+    workflow = json.loads(API_WORKFLOW.read_text(encoding="utf-8"))
     assert any(json.loads(block) == workflow for block in blocks)
-    assert r"python_embeded\python.exe -m pip install personalized-optimizers" in readme
+    assert r'python_embeded\python.exe -m pip install "C:\path\to\personalized-optimizers[presets]"' in readme

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,13 +26,10 @@ import pytorch_optimizer
 import torch
 
 import personalized
-from personalized import cli, exporters, presets
+from personalized import cli, exporters, guarding, presets
 from personalized.integrations import diffusion_pipe, pth
 
 TESTS = Path(__file__).parent
-#: Both trainers always run an LR scheduler, which multiplies every group's lr: presets without one
-#: (Adafactor's relative step) cannot be used there.
-LR_PRESETS = [name for name in presets.available() if presets.load(name).lr is not None]
 DEFAULT_PRESETS = [f"default/{name}" for name in personalized.available()]
 
 
@@ -68,6 +66,19 @@ def train(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], se
         optimizer.zero_grad()
         standin.loss(params, seed).backward()
         optimizer.step()
+
+
+def train_and_log(
+    trainer: str, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], steps: int
+) -> list[dict[str, Any]]:
+    """The trainer's loop with a 2-step warm-up and ``logging_steps = 1``: what it logged at each step."""
+    scheduler = standin.lr_scheduler(optimizer, warmup_steps=2)
+    logs = []
+    for seed in range(steps):
+        train(optimizer, params, range(seed, seed + 1))
+        scheduler.step()
+        logs.append(standin.logged(trainer, optimizer))
+    return logs
 
 
 def snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
@@ -177,8 +188,9 @@ def test_only_prefixed_names_are_ours(injected: ModuleType) -> None:
 
 
 @pytest.mark.parametrize("trainer", standin.TRAINERS)
-@pytest.mark.parametrize("preset", LR_PRESETS)
+@pytest.mark.parametrize("preset", presets.available())
 def test_normal_path_trains_and_resumes(injected: ModuleType, trainer: str, preset: str) -> None:
+    """Every preset, exported with ``--to toml``, runs as printed: read, built, scheduled, stepped, logged, resumed."""
     config = preset_config(preset)
     klass, kwargs = standin.lookup(config, trainer)
     assert klass is personalized.get_optimizer(presets.load(preset).optimizer)
@@ -190,13 +202,8 @@ def test_normal_path_trains_and_resumes(injected: ModuleType, trainer: str, pres
     if "betas" in kwargs:
         assert isinstance(kwargs["betas"], list)
         assert all(group["betas"] == tuple(kwargs["betas"]) for group in optimizer.param_groups)
-    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / 2, total_iters=2)
-    constant = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
-    scheduler = torch.optim.lr_scheduler.SequentialLR(optimizer, schedulers=[warmup, constant], milestones=[2])
     before = snapshot(params)
-    for seed in range(3):
-        train(optimizer, params, range(seed, seed + 1))
-        scheduler.step()
+    train_and_log(trainer, optimizer, params, 3)
     assert_trained(before, params)
     assert_resumes_exactly(trainer, klass, kwargs, optimizer, params)
 
@@ -226,7 +233,25 @@ def assert_resumes_exactly(
 def test_presets_for_these_trainers_have_an_lr() -> None:
     for name in presets.available():
         if {"chroma", "diffusion-pipe"} & set(presets.load(name).trainers):
-            assert name in LR_PRESETS
+            assert presets.load(name).lr is not None
+
+
+def test_relative_step_preset_is_exported_with_an_lr(injected: ModuleType) -> None:
+    """diffusion-pipe's scheduler needs every group's lr: Adafactor's relative step comes as its fixed-lr form."""
+    config = preset_config("default/EnhancedAdafactor")
+    assert (config["lr"], config["relative_step"], config["scale_parameter"]) == (1e-2, False, True)
+    klass, kwargs = standin.lookup(config, "diffusion-pipe")
+    params = standin.make_params()
+    optimizer = standin.build_normal("diffusion-pipe", klass, kwargs, params)
+    standin.lr_scheduler(optimizer, warmup_steps=2)
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-2 / 2] * 2
+
+
+def test_toml_arrays_mixing_whole_and_fractional_numbers_load() -> None:
+    """The ``toml`` package both trainers use refuses arrays of mixed types: whole numbers become floats."""
+    preset = presets.load("default/FCompass")
+    exported = exporters.toml(replace(preset, hyperparameters={**preset.hyperparameters, "betas": [0.9, 1]}))
+    assert standin.read_config(exported)["optimizer"]["betas"] == [0.9, 1.0]
 
 
 def test_diffusion_pipe_groups_keep_their_lr_and_weight_decay(injected: ModuleType) -> None:
@@ -248,23 +273,48 @@ def test_prodigy_exposes_d_as_the_trainers_log_it(injected: ModuleType) -> None:
     klass, kwargs = standin.lookup(preset_config("chroma/prodigy"), "diffusion-pipe")
     params = standin.make_params()
     optimizer = standin.build_normal("diffusion-pipe", klass, kwargs, params)
-    train(optimizer, params, range(3))
+    logs = train_and_log("diffusion-pipe", optimizer, params, 3)
     assert type(optimizer).__name__ == "Prodigy"
-    assert standin.prodigy_d(optimizer) > 0
+    assert logs[-1]["train/prodigy_d"] > 0
     assert all(group["d_lr"] == group["d"] * group["lr"] for group in optimizer.param_groups)
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_automagic_lrs_are_logged_as_diffusion_pipe_reads_them(injected: ModuleType, foreach: bool) -> None:
+    """train.py calls ``_get_lr(group, state)`` for each parameter of a class named Automagic and stacks them."""
+    klass, kwargs = standin.lookup({**preset_config("chroma/automagic"), "foreach": foreach}, "diffusion-pipe")
+    params = standin.make_params()
+    optimizer = standin.build_normal("diffusion-pipe", klass, kwargs, params)
+    assert type(optimizer).__name__ == "Automagic"
+    lrs, avg_lr = standin.automagic_lrs(optimizer)  # before the first step: zeros, nothing logged
+    assert torch.equal(lrs, torch.zeros(len(params))) and standin.logged("diffusion-pipe", optimizer) == {}
+    logs = train_and_log("diffusion-pipe", optimizer, params, 3)
+    lrs, avg_lr = logs[-1]["train/automagic_lrs"], logs[-1]["train/automagic_avg_lr"]
+    in_groups = [p for group in optimizer.param_groups for p in group["params"]]
+    per_element = [optimizer.state[p]["lr_mask"].float() * optimizer.state[p]["lr_mask_scale"] for p in in_groups]
+    assert lrs.shape == (len(params),) and lrs.dtype == torch.float32
+    assert torch.allclose(lrs, torch.stack([lr.mean() for lr in per_element]), rtol=0.01)
+    assert avg_lr == lrs.mean() and 1e-7 <= avg_lr <= 1e-3
+
+
+def test_automagic_lrs_with_frozen_parameters(injected: ModuleType) -> None:
+    """Parameter swapping freezes parameters, which then have no state: their lr is logged as 0."""
+    config = {**preset_config("chroma/automagic"), "do_paramiter_swapping": True, "paramiter_swapping_factor": 0.5}
+    klass, kwargs = standin.lookup(config, "diffusion-pipe")
+    params = standin.make_params()
+    optimizer = standin.build_normal("diffusion-pipe", klass, kwargs, params)
+    logs = train_and_log("diffusion-pipe", optimizer, params, 2)
+    frozen = [not p.requires_grad for group in optimizer.param_groups for p in group["params"]]
+    assert any(frozen) and not all(frozen)
+    lrs = logs[-1]["train/automagic_lrs"]
+    assert all((lr == 0) == still for lr, still in zip(lrs.tolist(), frozen))
 
 
 # -- gradient release: one instance per parameter -------------------------------------------------
 
-#: The trainers need an lr (see LR_PRESETS; diffusion-pipe's gradient release also reads it from
-#: every group): Adafactor's default preset gets a fixed one.
-FIXED_LR = {"EnhancedAdafactor": {"lr": 1e-3, "relative_step": False}}
-
 
 def release_config(preset: str) -> dict[str, Any]:
-    config = preset_config(preset)
-    config.update(FIXED_LR.get(presets.load(preset).optimizer, {}))
-    return {**config, "gradient_release": True}
+    return {**preset_config(preset), "gradient_release": True}
 
 
 @pytest.mark.parametrize("trainer", standin.TRAINERS)
@@ -272,13 +322,13 @@ def release_config(preset: str) -> dict[str, Any]:
 def test_gradient_release_trains_and_resumes(injected: ModuleType, trainer: str, preset: str) -> None:
     gas = 2
     klass, kwargs = standin.lookup(release_config(preset), trainer)
-    assert "foreach" not in kwargs
     betas = kwargs.get("betas")
     original = list(betas) if betas is not None else None
     params = standin.make_params()
     lrs = (kwargs["lr"], kwargs["lr"] / 2) if trainer == "diffusion-pipe" else None
     wrapper = standin.build_gradient_release(trainer, klass, kwargs, params, gas, lrs)
-    assert "foreach" not in kwargs
+    assert kwargs.get("foreach", "absent") is (False if klass.item_batched else "absent")
+    assert all(group.get("foreach", False) is False for group in wrapper.param_groups)
     assert len(wrapper.optimizers) == len(params)
     if betas is not None:
         assert kwargs["betas"] is betas and betas == [beta ** (1 / gas) for beta in original]
@@ -315,10 +365,12 @@ def release_steps(wrapper: torch.optim.Optimizer, params: list[torch.nn.Paramete
         wrapper.zero_grad()
 
 
-def test_no_optimizer_takes_foreach() -> None:
-    """The trainers add foreach=False only to classes that have it; ours must then never see it."""
-    for name in personalized.available():
-        assert "foreach" not in inspect.signature(personalized.get_optimizer(name)).parameters
+@pytest.mark.parametrize("name", personalized.available())
+def test_gradient_release_finds_foreach_in_the_signature(name: str) -> None:
+    """The trainers pass foreach=False to one-parameter optimizers whose signature has it: all of ours
+    with a multi-tensor path (AdamW8bitKahan and Prodigy have none)."""
+    klass = personalized.get_optimizer(name)
+    assert ("foreach" in inspect.signature(klass).parameters) is klass.item_batched
 
 
 # -- against the trainers' real train.py, when a checkout is given ---------------------------------
@@ -370,6 +422,18 @@ def test_real_get_optimizer_matches_the_standin(
         train(ours, params, range(3))
     assert group_settings(real) == group_settings(ours)
     assert all(torch.equal(a, b) for a, b in zip(real_params, params))
+
+
+def test_real_automagic_logging_matches_the_standin(injected: ModuleType, checkout: tuple[str, Path]) -> None:
+    """The checkout's own ``_get_automagic_lrs`` on our Automagic."""
+    trainer, folder = checkout
+    klass, kwargs = standin.lookup(preset_config("chroma/automagic"), trainer)
+    params = standin.make_params()
+    optimizer = standin.build_normal(trainer, klass, kwargs, params)
+    train(optimizer, params, range(3))
+    real = standin.real_function(folder, "_get_automagic_lrs", {"torch": torch})(optimizer)
+    ours = standin.automagic_lrs(optimizer)
+    assert all(torch.equal(a, b) for a, b in zip(real, ours))
 
 
 # -- the .pth activation, in a fresh interpreter --------------------------------------------------
@@ -536,3 +600,94 @@ def test_install_reports_a_python_that_cannot_run(
 def test_importable_probes_the_real_interpreter() -> None:
     found = diffusion_pipe._importable(sys.executable, [diffusion_pipe.HOOK_MODULE, "pytorch_optimizer", "no_such_mod"])
     assert found == {diffusion_pipe.HOOK_MODULE: True, "pytorch_optimizer": True, "no_such_mod": False}
+
+
+# -- the NaN guard from the [optimizer] table ------------------------------------------------------
+
+GUARDED_TOML = """\
+[optimizer]
+type = "PersonalizedFCompass"
+lr = 1e-3
+nan_guard = "stop"
+nan_guard_patience = 1
+"""
+
+
+def nan_train(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], steps: int) -> None:
+    """DeepSpeed-style steps whose loss is NaN."""
+    for seed in range(steps):
+        optimizer.zero_grad()
+        (standin.loss(params, seed) * float("nan")).backward()
+        optimizer.step()
+
+
+def fallback_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if "applying fallback" in line]
+
+
+@pytest.fixture
+def fresh_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each console line is printed once per process: start with none printed."""
+    monkeypatch.setattr(guarding, "_printed", set())
+
+
+@pytest.mark.usefixtures("fresh_console")
+@pytest.mark.parametrize("trainer", standin.TRAINERS)
+def test_nan_guard_from_the_optimizer_table_falls_back_resumes_and_stops(
+    injected: ModuleType, trainer: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    klass, kwargs = standin.lookup(standin.read_config(GUARDED_TOML)["optimizer"], trainer)
+    params = standin.make_params()
+    before = snapshot(params)
+    optimizer = standin.build_normal(trainer, klass, copy.deepcopy(kwargs), params)
+    scheduler = standin.lr_scheduler(optimizer, warmup_steps=2)
+    assert type(optimizer).__name__ == "FCompass" and optimizer.nan_guard.stop
+    for _ in range(2):
+        nan_train(optimizer, params, steps=1)
+        scheduler.step()
+    assert fallback_lines(capsys) == [
+        "personalized: non-finite values 1 time; applying fallback 1 of 3 from preset default/FCompass: "
+        "betas=(0.9, 0.99)",
+        "personalized: non-finite values 1 time; applying fallback 2 of 3 from preset default/FCompass: "
+        "centralization=0.0",
+    ]
+    # DeepSpeed's checkpoint, resumed with --reset_optimizer_params: the groups are put back afterwards
+    saved = copy.deepcopy(optimizer.state_dict())
+    resumed = standin.build_normal(trainer, klass, copy.deepcopy(kwargs), params)
+    fresh_groups = resumed.param_groups.copy()
+    resumed.load_state_dict(saved)
+    assert resumed.nan_guard.fallbacks_applied == 2
+    resumed.param_groups = fresh_groups
+    nan_train(resumed, params, steps=1)
+    assert resumed.param_groups[0]["clip"] == 0.0 and resumed.param_groups[0]["centralization"] == 1.0
+    with pytest.raises(personalized.nan_guard.NonFiniteTraining, match="after all 3 fallbacks"):
+        nan_train(resumed, params, steps=1)
+    assert all(torch.equal(a, b) for a, b in zip(before, params))
+
+
+@pytest.mark.parametrize("name", ["Prodigy", "Automagic"])
+def test_guarded_optimizers_are_still_logged_by_class_name(injected: ModuleType, name: str) -> None:
+    config = {**preset_config(f"default/{name}"), "nan_guard": True}
+    klass, kwargs = standin.lookup(config, "diffusion-pipe")
+    params = standin.make_params()
+    optimizer = standin.build_normal("diffusion-pipe", klass, kwargs, params)
+    assert optimizer.nan_guard is not None
+    logs = train_and_log("diffusion-pipe", optimizer, params, steps=3)
+    expected = {"Prodigy": "train/prodigy_d", "Automagic": "train/automagic_avg_lr"}[name]
+    assert all(expected in entry for entry in logs)
+
+
+@pytest.mark.usefixtures("fresh_console")
+def test_nan_guard_under_gradient_release_prints_once(injected: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    config = {**standin.read_config(GUARDED_TOML)["optimizer"], "nan_guard": "fallbacks", "gradient_release": True}
+    klass, kwargs = standin.lookup(config, "diffusion-pipe")
+    params = standin.make_params()
+    wrapper = standin.build_gradient_release("diffusion-pipe", klass, kwargs, params, 1, (1e-3, 1e-3))
+    before = snapshot(params)
+    for seed in range(3):
+        (standin.loss(params, seed) * float("nan")).backward()
+        wrapper.step()
+        wrapper.zero_grad()
+    assert all(torch.equal(a, b) for a, b in zip(before, params))
+    assert all(o.nan_guard.fallbacks_applied == 3 for o in wrapper.optimizers)
+    assert len(fallback_lines(capsys)) == 3  # one line per fallback, not one per parameter

@@ -1,60 +1,28 @@
 """kohya sd-scripts' optimizer resolution, replayed against our classes.
 
-``kohya_get_optimizer`` follows ``library/train_util.py :: get_optimizer`` of
-kohya-ss/sd-scripts 48d368f step by step (our own code, not a copy): the
-optimizer type is lower-cased only to match the built-in branches; each
-``--optimizer_args`` item is ``key, value = arg.split("=")`` with
-``ast.literal_eval(value)``; an unmatched dotted type is imported with
-``importlib`` and the case-sensitive last part taken with ``getattr``; the
-class is built as ``Class(params, lr=lr, **kwargs)``; ``train()`` is called if
-the instance has one.
+kohya's side (``--optimizer_args`` parsing, the dotted type, the kohya_ss GUI and
+FluxTrainer) is re-stated in ``kohya_standin``; every preset's export is run
+through it in ``test_exports.py``.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib
 import json
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import kohya_standin as standin
 import pytest
 import torch
 
 import personalized
+from personalized import guarding
 from personalized.cli import main
 from personalized.integrations import kohya
 
 from conftest import FIXED_LR, make_params
-
-BUILT_IN_EXACT = {"lion", "pagedadamw", "pagedadamw32bit", "sgdnesterov", "prodigy", "adafactor", "adamw"}
-
-
-def kohya_builtin_branch(optimizer_type: str) -> bool:
-    """Whether sd-scripts would route this (lower-cased) type into one of its own branches."""
-    return (
-        optimizer_type in BUILT_IN_EXACT
-        or optimizer_type.endswith("8bit")
-        or optimizer_type.startswith("dadapt")
-        or optimizer_type.endswith("schedulefree")
-    )
-
-
-def kohya_get_optimizer(optimizer_type: str, optimizer_args: list[str], lr: float, params: list) -> object:
-    assert not kohya_builtin_branch(optimizer_type.lower()), optimizer_type
-    kwargs = {}
-    for arg in optimizer_args:
-        key, value = arg.split("=")
-        kwargs[key] = ast.literal_eval(value)
-    module_name, _, class_name = optimizer_type.rpartition(".")
-    optimizer_class = getattr(importlib.import_module(module_name), class_name)
-    optimizer = optimizer_class(params, lr=lr, **kwargs)
-    if callable(getattr(optimizer, "train", None)):
-        optimizer.train()
-    return optimizer
 
 
 def lora_groups(text_encoder_lr: float = 5e-5) -> list[dict]:
@@ -68,7 +36,7 @@ def test_every_class_resolves_through_the_dotted_path(name: str) -> None:
     # Prodigy (as prodigyopt) needs one lr for all groups; Adafactor a fixed-lr setting.
     groups = lora_groups(1e-4 if name == "Prodigy" else 5e-5)
     args = [f"{key}={value!r}" for key, value in FIXED_LR.get(name, {}).items()]
-    optimizer = kohya_get_optimizer(f"personalized.{name}", args, 1e-4, groups)
+    optimizer = standin.get_optimizer(f"personalized.{name}", args, 1e-4, groups)
     assert type(optimizer).__name__ == name
     assert not hasattr(optimizer, "train")  # kohya would then also swap in a DummyScheduler
     for group in groups:
@@ -81,7 +49,7 @@ def test_every_class_resolves_through_the_dotted_path(name: str) -> None:
 def test_names_avoid_kohyas_routing_and_logging_traps() -> None:
     for name in personalized.available():
         lowered = f"personalized.{name}".lower()
-        assert not kohya_builtin_branch(lowered)
+        assert not standin.builtin_branch(lowered)
         assert not name.endswith("ScheduleFree")
         if "prodigy" in lowered:  # musubi-tuner then logs group["d"]
             optimizer = personalized.get_optimizer(name)(make_params())
@@ -89,25 +57,23 @@ def test_names_avoid_kohyas_routing_and_logging_traps() -> None:
 
 
 def test_optimizer_args_tuple_and_list_betas() -> None:
-    optimizer = kohya_get_optimizer(
+    optimizer = standin.get_optimizer(
         "personalized.FCompass", ["betas=0.9,0.99", "weight_decay=0.01"], 1e-4, make_params()
     )
     assert optimizer.defaults["betas"] == (0.9, 0.99) and optimizer.defaults["weight_decay"] == 0.01
     betas = "betas=[0.95,0.98]"
-    optimizer = kohya_get_optimizer("personalized.FCompass", [betas, "centralization=0.0"], 1e-4, make_params())
+    optimizer = standin.get_optimizer("personalized.FCompass", [betas, "centralization=0.0"], 1e-4, make_params())
     assert optimizer.defaults["betas"] == (0.95, 0.98)
 
 
 def test_a_mistyped_argument_names_the_allowed_ones() -> None:
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) 'weightdecay'; allowed keywords"):
-        kohya_get_optimizer("personalized.FCompass", ["weightdecay=0.1"], 1e-4, make_params())
+        standin.get_optimizer("personalized.FCompass", ["weightdecay=0.1"], 1e-4, make_params())
 
 
 def test_exported_kohya_args_resolve(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "chroma/scorn-full", "--to", "kohya-args"]) == 0
-    words = shlex.split(capsys.readouterr().out)
-    args = words[words.index("--optimizer_args") + 1 :]
-    optimizer = kohya_get_optimizer(words[1], args, float(words[3]), make_params())
+    optimizer, _ = standin.from_command_line(shlex.split(capsys.readouterr().out), make_params())
     assert optimizer.defaults["focus_ratio"] == 0.1
 
 
@@ -137,20 +103,14 @@ def test_install_refuses_a_folder_that_is_not_a_kohya_trainer(tmp_path: Path) ->
         kohya.uninstall(tmp_path, None)
 
 
-GUI_ARGS_PATTERN = r"^(\S+=\S+)( \S+=\S+)*$|^$"  # kohya_ss common_gui.validate_args_setting
-
-
 @pytest.mark.parametrize("name", ["rvc/FCompass", "chroma/scorn-full", "default/FMARSCrop_ExMachina"])
 def test_kohya_ss_gui_preset_is_written_and_survives_the_gui(tmp_path: Path, name: str) -> None:
     (tmp_path / "kohya_gui").mkdir()
     assert main(["export", name, "--to", "kohya_ss-json", "--write", str(tmp_path)]) == 0
     written = list((tmp_path / "presets" / "lora" / "user_presets").glob("personalized-*.json"))
     assert len(written) == 1
-    data = json.loads(written[0].read_text())
-    assert re.match(GUI_ARGS_PATTERN, data["optimizer_args"])
-    # The GUI strips double quotes and splits on spaces into the TOML optimizer_args list.
-    args = str(data["optimizer_args"]).replace('"', "").split()
-    kohya_get_optimizer(data["optimizer"], args, data["learning_rate"], make_params())
+    optimizer, _ = standin.from_gui_preset(written[0].read_text(), make_params())
+    assert type(optimizer).__name__ == json.loads(written[0].read_text())["optimizer"].split(".")[-1]
 
 
 def test_write_needs_a_kohya_ss_folder(tmp_path: Path) -> None:
@@ -160,7 +120,77 @@ def test_write_needs_a_kohya_ss_folder(tmp_path: Path) -> None:
 def test_fluxtrainer_args_split_on_bars(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "rvc/FCompass", "--to", "fluxtrainer"]) == 0
     out = capsys.readouterr().out.strip()
-    # FluxTrainer: [arg.strip() for arg in extra_optimizer_args.strip().split('|') if arg.strip()]
-    args = [arg.strip() for arg in out.strip().split("|") if arg.strip()]
-    optimizer = kohya_get_optimizer("personalized.FCompass", args, 1e-4, make_params())
+    optimizer, _ = standin.from_fluxtrainer(out, "personalized.FCompass", 1e-4, make_params())
     assert optimizer.defaults["betas"] == (0.9, 0.99)
+
+
+# -- the NaN guard from --optimizer_args -----------------------------------------------------------
+
+
+def nan_step(optimizer: torch.optim.Optimizer, scheduler: object, params: list[torch.nn.Parameter]) -> None:
+    """One step of kohya's loop (step, lr_scheduler.step, zero_grad) with NaN gradients."""
+    for p in params:
+        p.grad = torch.full_like(p, float("nan"))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def test_nan_guard_from_optimizer_args_applies_fallbacks_then_stops(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guarding, "_printed", set())  # each line is printed once per process
+    params = make_params()
+    before = [p.detach().clone() for p in params]
+    words = ["--optimizer_type", "personalized.FCompass", "--learning_rate", "1e-4", "--optimizer_args"]
+    words += ["betas=0.9,0.99", "nan_guard='stop'", "nan_guard_preset='rvc/FCompass'", "nan_guard_patience=1"]
+    optimizer, scheduler = standin.from_command_line(words, params)
+    assert type(optimizer).__name__ == "FCompass" and not hasattr(optimizer, "train")
+    for _ in range(2):
+        nan_step(optimizer, scheduler, params)
+    assert [line for line in capsys.readouterr().err.splitlines() if "applying fallback" in line] == [
+        "personalized: non-finite values 1 time; applying fallback 1 of 2 from preset rvc/FCompass: centralization=0.0",
+        "personalized: non-finite values 1 time; applying fallback 2 of 2 from preset rvc/FCompass: clip=0.0",
+    ]
+    # accelerate's save_state / load_state: the optimizer's state_dict, loaded into a fresh one
+    saved = optimizer.state_dict()
+    resumed, resumed_scheduler = standin.from_command_line(words, params)
+    resumed.load_state_dict(saved)
+    assert resumed.param_groups[0]["clip"] == 0.0 and resumed.nan_guard.fallbacks_applied == 2
+    with pytest.raises(personalized.nan_guard.NonFiniteTraining, match="stopping training so that no NaN weights"):
+        nan_step(resumed, resumed_scheduler, params)
+    assert all(torch.equal(a, b) for a, b in zip(before, params))
+
+
+def fused_step(optimizer: torch.optim.Optimizer) -> object:
+    """sdxl_train's hook: the group's optimizer steps once every parameter of the group has its gradient."""
+    count = [0]
+
+    def hook(p: torch.Tensor) -> None:
+        count[0] += 1
+        if count[0] == len(optimizer.param_groups[0]["params"]):
+            count[0] = 0
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    return hook
+
+
+def test_nan_guard_survives_the_gui_and_guards_fused_optimizer_groups() -> None:
+    """kohya_ss's args field (single quotes), and --fused_optimizer_groups: one optimizer per group, stepped
+    from gradient hooks."""
+    params = make_params()
+    args = "nan_guard='fallbacks' nan_guard_patience=2".replace('"', "").split()
+    groups = standin.lora_groups(params, 1e-4, 5e-5)
+    optimizers = [standin.get_optimizer("personalized.FishMonger", args, 1e-4, [group]) for group in groups]
+    assert all(o.nan_guard.preset_name == "default/FishMonger" and not o.nan_guard.stop for o in optimizers)
+    for optimizer in optimizers:
+        hook = fused_step(optimizer)
+        for p in optimizer.param_groups[0]["params"]:
+            p.register_post_accumulate_grad_hook(hook)
+    sum(p.sum() for p in params).backward()
+    stepped = [p.detach().clone() for p in params]
+    for _ in range(2):
+        (sum(p.sum() for p in params) * float("inf")).backward()
+    assert all(torch.equal(a, b) for a, b in zip(stepped, params))
+    assert [o.nan_guard.fallbacks_applied for o in optimizers] == [1, 1]

@@ -12,6 +12,7 @@ import enum
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,9 @@ def ot(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
         util=importlib.import_module("modules.util.optimizer_util"),
         create=importlib.import_module("modules.util.create"),
         saver=importlib.import_module("modules.modelSaver.mixin.InternalModelSaverMixin"),
+        trainer=importlib.import_module("modules.trainer.GenericTrainer"),
+        window=importlib.import_module("modules.ui.BaseOptimizerParamsWindowView"),
+        top_bar=importlib.import_module("modules.ui.TopBarController"),
     )
     forget_standin()
 
@@ -205,7 +209,13 @@ def test_config_loads_our_member_and_round_trips(patched: SimpleNamespace, capsy
 def test_defaults_table_has_our_defaults_in_onetrainer_fields(patched: SimpleNamespace) -> None:
     table = patched.util.OPTIMIZER_DEFAULT_PARAMETERS
     Optimizer = patched.enum.Optimizer
-    assert table[Optimizer[FCOMPASS]] == {"beta1": 0.99, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1}
+    assert table[Optimizer[FCOMPASS]] == {
+        "beta1": 0.99,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.1,
+        "fused_back_pass": False,
+    }
     assert table[Optimizer.PERSONALIZED_FISHMONGER]["beta3"] == 0.999
     schema = fields.Schema.of(patched.config.TrainOptimizerConfig.default_values())
     for name in personalized.available():
@@ -215,14 +225,16 @@ def test_defaults_table_has_our_defaults_in_onetrainer_fields(patched: SimpleNam
 
 
 def test_defaults_are_what_the_exporter_writes(patched: SimpleNamespace) -> None:
-    """One definition of the field names: the table equals the exported default preset."""
+    """One definition of the field names: the table equals the exported default preset (and the
+    Fused Back Pass switch, which is OneTrainer's own setting)."""
     pytest.importorskip("yaml")
     from personalized import presets
 
     preset = presets.load("default/FCompass")
     exported = exporters.onetrainer_settings(preset)
     exported.pop("optimizer")
-    assert patched.util.OPTIMIZER_DEFAULT_PARAMETERS[patched.enum.Optimizer[FCOMPASS]] == exported
+    table = patched.util.OPTIMIZER_DEFAULT_PARAMETERS[patched.enum.Optimizer[FCOMPASS]]
+    assert table == {**exported, "fused_back_pass": False}
 
 
 def test_picking_our_optimizer_in_the_ui_fills_in_our_defaults(patched: SimpleNamespace) -> None:
@@ -231,6 +243,44 @@ def test_picking_our_optimizer_in_the_ui_fills_in_our_defaults(patched: SimpleNa
     saved = patched.config.TrainOptimizerConfig.default_values().from_dict({"optimizer": FCOMPASS, "beta1": 0.5})
     config.optimizer_defaults[FCOMPASS] = saved  # what the user changed last time
     assert patched.util.change_optimizer(config).beta1 == 0.5
+
+
+class Widgets:
+    """OneTrainer's UI components (Qt or CTk), recording the widgets the settings window builds."""
+
+    def __init__(self) -> None:
+        self.titles: list[str] = []
+        self.switches: list[str] = []
+
+    def label(self, master: Any, row: int, column: int, text: str, **options: Any) -> None:
+        self.titles.append(text)
+
+    def switch(self, master: Any, row: int, column: int, ui_state: Any, key: str, **options: Any) -> None:
+        self.switches.append(key)
+
+    def entry(self, master: Any, row: int, column: int, ui_state: Any, key: str, **options: Any) -> None:
+        pass
+
+
+def settings_window(ot: SimpleNamespace, member: str) -> Widgets:
+    """The widgets of the optimizer settings window ("..." next to the dropdown) for ``member``."""
+    widgets = Widgets()
+    controller = SimpleNamespace(config=picked_in_ui(ot, member))
+    ot.window.BaseOptimizerParamsWindowView(widgets).build_dynamic_content(None, controller, None, None, None)
+    return widgets
+
+
+def test_settings_window_has_the_fused_back_pass_switch_for_all_but_prodigy(patched: SimpleNamespace) -> None:
+    """The window shows a widget per key of the defaults table: the switch needs the key."""
+    assert "Fused Back Pass" in settings_window(patched, "ADAMW").titles  # as for OneTrainer's own
+    for name in personalized.available():
+        member = exporters.onetrainer_member(name)
+        widgets = settings_window(patched, member)
+        assert ("Fused Back Pass" in widgets.titles) == (name != "Prodigy"), name
+        assert ("fused_back_pass" in widgets.switches) == (name != "Prodigy"), name
+    config = picked_in_ui(patched, FCOMPASS)
+    assert config.optimizer.fused_back_pass is False  # picking the optimizer (or Load Defaults): off
+    assert patched.enum.Optimizer[FCOMPASS].supports_fused_back_pass()
 
 
 # -- create_optimizer --------------------------------------------------------------------------
@@ -278,6 +328,59 @@ def test_layer_offloading_needs_the_fused_back_pass_which_ours_support(patched: 
     prodigy.optimizer.fused_back_pass = True
     with pytest.raises(RuntimeError, match="layer offloading"):
         patched.create.create_optimizer(groups, None, prodigy)
+
+
+def fused_run(ot: SimpleNamespace, member: str, fused: bool) -> dict[str, torch.Tensor]:
+    """Three steps of OneTrainer's trainer, with a learning rate per model part; the trained tensors."""
+    config = picked_in_ui(ot, member)
+    config.optimizer.fused_back_pass = fused
+    config.clip_grad_norm = None
+    params = make_params()
+    model = new_model(config)
+    init(ot, model, collection(ot, params, {"unet": 1e-2, "te": 1e-5, "lora": 1e-3}))
+
+    def loss(step: int) -> torch.Tensor:
+        return sum(((p - 0.1 * (step + 1) * (index + 1)) ** 2).sum() for index, p in enumerate(params.values()))
+
+    ot.trainer.GenericTrainer(config, model).train(loss, steps=3)
+    return {name: p.detach().clone() for name, p in params.items()}
+
+
+def test_onetrainers_fused_back_pass_hands_every_tensor_the_last_group(patched: SimpleNamespace) -> None:
+    """The call pattern: OneTrainer's hooks pass the last group and index, whatever the tensor."""
+    calls: list[tuple[str, str, int]] = []
+
+    class Recorder(torch.optim.SGD):
+        def step_parameter(self, tensor: torch.Tensor, group: dict[str, Any], i: int) -> None:
+            owner = next(g["name"] for g in self.param_groups if any(tensor is q for q in g["params"]))
+            calls.append((owner, group["name"], i))
+
+    config = picked_in_ui(patched, "ADAMW")
+    config.optimizer.fused_back_pass = True
+    params = make_params()
+    groups = collection(patched, params, {"unet": 1e-2, "te": 1e-5, "lora": 1e-3}).parameters_for_optimizer(config)
+    model = SimpleNamespace(optimizer=Recorder(groups, lr=0.1))
+    patched.trainer.GenericTrainer(config, model).train(lambda step: sum((p**2).sum() for p in params.values()), 1)
+    assert sorted(calls) == [("lora", "lora", 0), ("te", "lora", 0), ("unet", "lora", 0)]
+
+
+@pytest.mark.parametrize("member", [FCOMPASS, "PERSONALIZED_FMARSCROP_EXMACHINA", "PERSONALIZED_AUTOMAGIC"])
+def test_fused_back_pass_steps_each_tensor_with_its_own_group(patched: SimpleNamespace, member: str) -> None:
+    """Through OneTrainer's fused back pass, each model part keeps its own learning rate: the
+    same weights as OneTrainer's ordinary step (group-level step counters included)."""
+    ordinary = fused_run(patched, member, fused=False)
+    fused = fused_run(patched, member, fused=True)
+    for name in ordinary:
+        torch.testing.assert_close(fused[name], ordinary[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_the_group_lookup_follows_groups_replaced_on_resume(patched: SimpleNamespace) -> None:
+    params = make_params()
+    optimizer = init(patched, new_model(picked_in_ui(patched, FCOMPASS)), collection(patched, params, {"te": 1e-5}))
+    assert optimizer.step_parameter.owner(params["te"])[0] is optimizer.param_groups[0]
+    optimizer.load_state_dict(optimizer.state_dict())  # torch puts new group dicts in place
+    assert optimizer.step_parameter.owner(params["te"]) == (optimizer.param_groups[0], 0)
+    assert optimizer.step_parameter.owner(params["te"])[0] is optimizer.param_groups[0]
 
 
 def test_relative_step_drops_the_learning_rates_as_onetrainer_does_for_adafactor(patched: SimpleNamespace) -> None:
@@ -431,7 +534,7 @@ def test_unmapped_settings_keep_our_defaults_or_come_from_the_side_channel(patch
 
 def test_side_channel_refuses_settings_that_have_a_field(patched: SimpleNamespace) -> None:
     groups = collection(patched, make_params(), {"unet": None})
-    with pytest.raises(ValueError, match=r"betas, lr.*optimizer settings"):
+    with pytest.raises(ValueError, match=r"betas \(use OneTrainer's field beta1, beta2\); lr .*optimizer settings"):
         patched.create.create_optimizer(
             groups, None, with_side_channel(patched, FCOMPASS, {"betas": [0.9, 0.9], "lr": 1})
         )
@@ -439,6 +542,17 @@ def test_side_channel_refuses_settings_that_have_a_field(patched: SimpleNamespac
         patched.create.create_optimizer(groups, None, with_side_channel(patched, FCOMPASS, [1, 2]))
     with pytest.raises(TypeError, match="clipp"):
         patched.create.create_optimizer(groups, None, with_side_channel(patched, FCOMPASS, {"clipp": 0.0}))
+
+
+def test_side_channel_refuses_onetrainers_own_field_names(patched: SimpleNamespace) -> None:
+    groups = collection(patched, make_params(), {"unet": None})
+    config = with_side_channel(patched, FCOMPASS, {"beta1": 0.9, "eps": 1e-6, "clip": 0.0})
+    expected = (
+        r"sets beta1 \(use OneTrainer's field beta1, which sets our betas\); eps \(use OneTrainer's field eps\)\. "
+        r"OneTrainer has its own field for these: use OneTrainer's field"
+    )
+    with pytest.raises(ValueError, match=expected):
+        patched.create.create_optimizer(groups, None, config)
 
 
 def test_field_plan_follows_the_exporter(patched: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -483,6 +597,112 @@ def test_a_pair_in_one_field_is_unmapped_and_a_pair_over_two_fields_is_put_back_
     assert (adafactor.onetrainer_defaults()["eps"], adafactor.onetrainer_defaults()["eps2"]) == (1e-30, 1e-3)
     config = patched.config.TrainOptimizerConfig.default_values().from_dict({"eps2": 1e-2})
     assert adafactor.kwargs(config)["eps"] == (1e-30, 1e-2)
+
+
+# -- OneTrainer's Load Preset menu ----------------------------------------------------------------
+
+SDXL_LORA = {
+    "base_model_name": "stabilityai/stable-diffusion-xl-base-1.0",
+    "model_type": "STABLE_DIFFUSION_XL_10_BASE",
+    "training_method": "LORA",
+    "learning_rate": 0.0003,
+    "text_encoder": {"train": False, "learning_rate": 5e-5},
+    "optimizer": {"optimizer": "ADAMW"},
+    "optimizer_defaults": {"ADAMW": {"optimizer": "ADAMW", "fused_back_pass": True, "beta1": 0.9}},
+}
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A OneTrainer folder with a built-in preset in a sub-folder, as OneTrainer ships them."""
+    folder = tmp_path / "OneTrainer"
+    shutil.copytree(STANDIN, folder)
+    (folder / "training_presets" / "SDXL").mkdir(parents=True)
+    (folder / "training_presets" / "SDXL" / "#sdxl 1.0 LoRA.json").write_text(json.dumps(SDXL_LORA), encoding="utf-8")
+    return folder
+
+
+def export_onto(folder: Path, onto: str, preset: str = "rvc/FCompass") -> int:
+    return cli.main(["export", preset, "--to", "onetrainer-json", "--write", str(folder), "--onto", onto])
+
+
+def test_merged_preset_is_in_the_menu_and_keeps_the_base(
+    patched: SimpleNamespace, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("yaml")
+    from personalized import presets
+
+    assert export_onto(checkout, "#SDXL 1.0 lora") == 0  # the name as the menu shows it, any case
+    out = capsys.readouterr().out
+    assert "text_encoder (5e-05)" in out and "restart OneTrainer" in out
+    controller = patched.top_bar.TopBarController(patched.config.TrainConfig.default_values())
+    tree = controller.load_preset_tree(str(checkout / "training_presets"))
+    (group, entries), (sdxl, _) = tree
+    assert (group, sdxl) == ("personalized", "SDXL")
+    [(label, path)] = entries
+    assert label == "#sdxl 1.0 LoRA with rvc-FCompass"
+
+    controller.load_preset(path)  # picking it in the menu
+    config, preset = controller.train_config, presets.load("rvc/FCompass")
+    assert (str(config.model_type), str(config.training_method)) == ("STABLE_DIFFUSION_XL_10_BASE", "LORA")
+    assert config.base_model_name == SDXL_LORA["base_model_name"] and config.text_encoder.learning_rate == 5e-5
+    assert config.learning_rate == preset.lr
+    assert str(config.optimizer.optimizer) == FCOMPASS
+    assert (config.optimizer.beta1, config.optimizer.beta2, config.optimizer.weight_decay) == (0.9, 0.99, 0.1)
+    assert config.optimizer.fused_back_pass is True  # the base's low-VRAM setting carries over
+    optimizer = init(patched, new_model(config), collection(patched, make_params(), {"unet": None}))
+    assert type(optimizer) is personalized.FCompass and optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+    assert optimizer.param_groups[0]["lr"] == preset.lr
+
+
+def test_the_exported_fragment_alone_resets_the_model_in_the_menu(patched: SimpleNamespace, checkout: Path) -> None:
+    """Why the merge: a fragment loaded from the menu leaves OneTrainer's defaults everywhere else."""
+    pytest.importorskip("yaml")
+    from personalized import presets
+
+    fragment = checkout / "training_presets" / "#fragment.json"
+    fragment.write_text(exporters.onetrainer_json(presets.load("rvc/FCompass")), encoding="utf-8")
+    controller = patched.top_bar.TopBarController(patched.config.TrainConfig.default_values())
+    controller.train_config.from_dict(SDXL_LORA)  # what was on screen
+    controller.load_preset(str(fragment))
+    assert str(controller.train_config.model_type) == "STABLE_DIFFUSION_15"
+    assert str(controller.train_config.optimizer.optimizer) == FCOMPASS
+
+
+def test_merge_onto_a_saved_config_path_and_for_prodigy(
+    patched: SimpleNamespace, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("yaml")
+    saved = patched.config.TrainConfig.default_values().from_dict(SDXL_LORA).to_dict()  # "Save config"
+    (checkout / "training_configs").mkdir()
+    (checkout / "training_configs" / "mine.json").write_text(json.dumps(saved), encoding="utf-8")
+    assert export_onto(checkout, "training_configs/mine.json", "default/Prodigy") == 0
+    written = checkout / "training_presets" / "personalized" / "#mine with default-Prodigy.json"
+    merged = json.loads(written.read_text(encoding="utf-8"))
+    assert merged["__version"] == 11 and merged["model_type"] == "STABLE_DIFFUSION_XL_10_BASE"
+    assert "fused_back_pass" not in merged["optimizer"]
+    assert "Prodigy cannot do" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--onto", "#nothing like it"], r"neither a file nor a preset .* e\.g\. '#sdxl 1\.0 LoRA'"),
+        (["--onto", "old.json"], r"older OneTrainer \(config version 9; this one writes 11\).*Save config"),
+        ([], "needs --onto"),
+    ],
+)
+def test_menu_preset_refusals_say_what_to_do(
+    checkout: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    pytest.importorskip("yaml")
+    (checkout / "old.json").write_text(json.dumps({**SDXL_LORA, "__version": 9}), encoding="utf-8")
+    command = ["export", "rvc/FCompass", "--to", "onetrainer-json", "--write", str(checkout), *arguments]
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the note on settings without a field
+    assert error.startswith("personalized: error: ") and re.search(message, error)
+    assert not (checkout / "training_presets" / "personalized").exists()
+    assert cli.main(["export", "rvc/FCompass", "--to", "onetrainer-json", "--onto", "x"]) == 2
 
 
 # -- the patch itself --------------------------------------------------------------------------
@@ -665,7 +885,13 @@ def test_pth_patches_onetrainer_when_its_modules_are_imported(site_dir: Path, tm
     assert report["torch at start"] is False and report["personalized at start"] is False
     assert report["patched after the enum import"] is True and report["member"] is True
     assert report["config"] == FCOMPASS
-    assert report["defaults"] == {"beta1": 0.99, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1}
+    assert report["defaults"] == {
+        "beta1": 0.99,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.1,
+        "fused_back_pass": False,
+    }
     assert report["built"] == "FCompass"
 
 

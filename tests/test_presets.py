@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -128,3 +131,59 @@ def test_create_optimizer_works_on_dict_values_and_steps_without_closure() -> No
     optimizer.zero_grad()
     assert all(p.grad is None for p in weights.values())
     assert all(not torch.equal(a, b) for a, b in zip(before, weights.values()))
+
+
+def test_broken_user_default_preset_is_an_error_not_the_shipped_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, GOOD.replace("lr: 1e-4", "lr: fast"), name="default/FCompass")
+    monkeypatch.setenv("PERSONALIZED_PRESETS", str(tmp_path))
+    with pytest.raises(PresetError, match=rf"{path}:6: lr: lr='fast' is not allowed"):
+        personalized.create_optimizer(make_params(), "FCompass")
+    write(tmp_path, GOOD, name="default/FCompass")
+    assert personalized.create_optimizer(make_params(), "fcompass").defaults["betas"] == (0.9, 0.99)
+
+
+def test_without_pyyaml_only_a_user_default_preset_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    assert personalized.create_optimizer(make_params(), "FCompass").defaults["betas"] == (0.99, 0.999)
+    write(tmp_path, GOOD, name="default/FCompass")
+    monkeypatch.setenv("PERSONALIZED_PRESETS", str(tmp_path))
+    with pytest.raises(ImportError, match="presets need PyYAML"):
+        personalized.create_optimizer(make_params(), "FCompass")
+
+
+#: Lists, shows, exports and validates presets in a Python where bitsandbytes and prodigyopt are missing.
+WITHOUT_OPTIONAL_PACKAGES = """
+import sys
+sys.modules["bitsandbytes"] = sys.modules["prodigyopt"] = None
+from personalized import presets
+from personalized.cli import main
+assert main(["presets"]) == 0
+assert main(["presets", "show", "default/AdamW8bitKahan"]) == 0
+for preset in ("default/Prodigy", "default/AdamW8bitKahan"):
+    for to in ("kohya-args", "onetrainer-json", "toml"):
+        assert main(["export", preset, "--to", to]) == 0
+try:
+    presets.load_file(sys.argv[1], "mine/prodigy")
+except presets.PresetError as error:
+    print("refused:", error)
+"""
+
+
+def test_presets_need_only_pyyaml(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("FCompass", "Prodigy").replace("  - clip: 0.0", "  - d0: -1.0"))
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPTIONAL_PACKAGES, str(bad)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "default/AdamW8bitKahan" in result.stdout and "cannot be loaded" not in result.stdout
+    assert "personalized.Prodigy" in result.stdout and '"optimizer": "PERSONALIZED_ADAMW8BITKAHAN"' in result.stdout
+    assert f"refused: {bad}:14: fallback 1: d0=-1.0 is not allowed" in result.stdout
+
+
+def test_without_a_presets_folder_says_where_to_put_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(presets, "SEARCH_PATH", (tmp_path / "nowhere",))
+    monkeypatch.delenv("PERSONALIZED_PRESETS", raising=False)
+    with pytest.raises(PresetError, match=re.escape(f"copy the repository's presets folder to {presets.PACKAGE}")):
+        personalized.create_optimizer(make_params(), "rvc/FCompass")

@@ -175,3 +175,101 @@ def test_difference_term_can_be_switched_on_later(name: str, key: str) -> None:
     fill_grads(params, 1)
     optimizer.step()
     assert all_finite(optimizer, params)
+
+
+def copied(value: object) -> object:
+    """A deep copy of a state dict's values (meta tensors have no values to copy)."""
+    if isinstance(value, dict):
+        return {key: copied(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(copied(item) for item in value)
+    return value.clone() if torch.is_tensor(value) else value
+
+
+def same(a: object, b: object) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[key], b[key]) for key in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if torch.is_tensor(a):
+        if a.is_meta or b.is_meta:
+            return (a.shape, a.dtype, a.device) == (b.shape, b.dtype, b.device)
+        return a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
+BAD_INPUTS = {
+    "sparse": (RuntimeError, r"does not support sparse gradients: parameter 1 of param group 1 has a torch.sparse_coo"),
+    "integer": (TypeError, r"parameter 1 of param group 1 has dtype torch.int64; only floating-point parameters"),
+    "state on another device": (ValueError, r"state '\w+' of parameter 1 of param group 1 is on meta, the parameter on cpu"),
+}
+
+
+@pytest.mark.parametrize("path", ["step", "guarded step", "step_parameter"])
+@pytest.mark.parametrize("kind", list(BAD_INPUTS))
+def test_a_refused_step_changes_nothing_and_names_the_parameter(optimizer_class: type, kind: str, path: str) -> None:
+    """The bad parameter comes last, in the second group: every other one would have moved before it."""
+    if path == "step_parameter" and not optimizer_class.per_parameter_update:
+        pytest.skip("Prodigy cannot update one parameter at a time")
+    good = make_params() + [torch.nn.Parameter(torch.randn(2, 2))]
+    bad = torch.arange(16).view(4, 4) if kind == "integer" else torch.nn.Parameter(torch.randn(4, 4))
+    optimizer = optimizer_class([{"params": good[:3]}, {"params": [good[3], bad]}], **ALL_FEATURES[optimizer_class.__name__])
+    for seed in range(2):
+        fill_grads(good, seed)
+        bad.grad = None if kind == "integer" else torch.randn(4, 4)
+        optimizer.step()
+    fill_grads(good, 2)
+    if kind == "sparse":
+        bad.grad = torch.randn(4, 4).to_sparse()
+    elif kind == "integer":
+        bad.grad = torch.ones(4, 4, dtype=torch.int64)
+    else:  # the state was left behind when the model moved
+        optimizer.state[bad] = {key: v.to("meta") if torch.is_tensor(v) else v for key, v in optimizer.state[bad].items()}
+    before = ([p.detach().clone() for p in [*good, bad]], copied(optimizer.state_dict()))
+    error, message = BAD_INPUTS[kind]
+    with pytest.raises(error, match=message):
+        if path == "step":
+            optimizer.step()
+        elif path == "guarded step":
+            personalized.NaNGuard(optimizer).step()
+        else:
+            optimizer.step_parameter(bad, optimizer.param_groups[1], 1)
+    assert all(torch.equal(a, b) for a, b in zip(before[0], [*good, bad]))
+    assert same(before[1], optimizer.state_dict())
+
+
+def test_complex_parameters_are_refused_at_construction_by_name(optimizer_class: type) -> None:
+    named = [("weight", torch.nn.Parameter(torch.randn(3, 2))), ("phase", torch.nn.Parameter(torch.randn(3, dtype=torch.cfloat)))]
+    settings = ALL_FEATURES[optimizer_class.__name__]
+    with pytest.raises(TypeError, match=r"parameter 'phase' \(1 of param group 0\) is torch.complex64; complex parameters are not supported"):
+        optimizer_class(named, **settings)
+    optimizer = optimizer_class(make_params(), **settings)
+    with pytest.raises(TypeError, match="parameter 0 of param group 1 is torch.complex64"):
+        optimizer.add_param_group({"params": [torch.nn.Parameter(torch.randn(3, dtype=torch.cfloat))]})
+    assert len(optimizer.param_groups) == 1
+
+
+def test_prodigy_says_meta_parameters_are_unsupported() -> None:
+    p = torch.nn.Parameter(torch.randn(4, 4, device="meta"))
+    p.grad = torch.randn(4, 4, device="meta")
+    optimizer = personalized.Prodigy([p])
+    with pytest.raises(ValueError, match="parameter 0 of param group 0 is on the meta device.*Prodigy computes its step size"):
+        optimizer.step()
+    assert len(optimizer.state) == 0 or not any(optimizer.state[p])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("features", [False, True])
+def test_gradients_of_1e20_keep_the_weights_finite(optimizer_class: type, dtype: torch.dtype, features: bool) -> None:
+    """Their squares overflow float32 (as torch's AdamW, the weights must stay finite); all but
+    FCompass also keep their state finite."""
+    params = make_params(dtype=dtype)
+    settings = ALL_FEATURES[optimizer_class.__name__] if features else FIXED_LR.get(optimizer_class.__name__, {})
+    optimizer = optimizer_class(params, **settings)
+    for step in range(3):
+        for p in params:
+            p.grad = torch.full(p.shape, 1e20 if step % 2 == 0 else -1e20, dtype=dtype)
+        optimizer.step()
+    assert all(torch.isfinite(p).all() for p in params)
+    if optimizer_class.__name__ != "FCompass":
+        assert all_finite(optimizer, params)

@@ -32,6 +32,7 @@ import torch
 from personalized_hooks import rvc as hook
 
 import personalized
+from personalized import guarding
 from personalized.cli import main
 from personalized.integrations import pth, rvc
 
@@ -135,6 +136,9 @@ def runs(rvc_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     * ``resume``: older layout, trains in the main process; the environment
       names the bare optimizer FCompass, config.json names none; the
       experiment holds AdamW checkpoints at epoch 2 (RVC's resume path).
+    * ``guard``: current layout, one spawned worker; RVC's own AdamW at lr 1e6
+      (NaN from the second epoch), no optimizer chosen, the environment sets
+      the NaN guard to ``stop``.
     """
     spawn_root = tmp_path_factory.mktemp("rvc-spawn")
     spawn_config = {
@@ -146,18 +150,23 @@ def runs(rvc_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     resume_config = {"train": {**RVC_TRAIN, "learning_rate": 2e-4}, "standin": {"spawn": False}}
     resume_logs = rvc_folder(resume_root, "infer/modules/train/train.py", "voice", resume_config)
     write_adamw_checkpoints(resume_logs, 2e-4, iteration=2)
+    guard_root = tmp_path_factory.mktemp("rvc-guard")
+    guard_config = {"train": {**RVC_TRAIN, "learning_rate": 1e6}, "standin": {"spawn": True}}
+    guard_logs = rvc_folder(guard_root, "train/train.py", "voice", guard_config)
 
     environ = {
         "spawn": clean_environ(PERSONALIZED_RVC_OPTIMIZER="FishMonger"),
         "resume": clean_environ(
             PERSONALIZED_RVC_OPTIMIZER="personalized.FCompass", PERSONALIZED_RVC_OPTIMIZER_ARGS='{"weight_decay": 0.01}'
         ),
+        "guard": clean_environ(PERSONALIZED_RVC_NAN_GUARD="stop"),
     }
     processes = {
         "spawn": start(rvc_python, spawn_root, "train/train.py", environ["spawn"]),
         "resume": start(rvc_python, resume_root, "infer/modules/train/train.py", environ["resume"]),
+        "guard": start(rvc_python, guard_root, "train/train.py", environ["guard"]),
     }
-    logs = {"spawn": spawn_logs, "resume": resume_logs}
+    logs = {"spawn": spawn_logs, "resume": resume_logs, "guard": guard_logs}
     return {name: finish(logs[name], process) for name, process in processes.items()}
 
 
@@ -266,6 +275,106 @@ def test_switching_back_with_adamw_loads_our_checkpoint_without_crashing(runs: d
     optimizer.step()
     assert {"exp_avg", "exp_avg_sq"} <= set(optimizer.state[net_g[0].weight])
     assert tuple(optimizer.param_groups[0]["betas"]) == (0.8, 0.99)
+
+
+# -- the NaN guard --------------------------------------------------------------------------------
+
+
+def test_nan_guard_stops_rvcs_adamw_before_it_saves_nan_weights(runs: dict[str, Run]) -> None:
+    run = runs["guard"]
+    assert run.returncode != 0
+    built = "personalized: RVC's AdamW -> AdamW("
+    assert run.stderr.count(built) == 2, run.stderr  # G and D, in the spawned worker
+    assert "with the NaN guard (no fallbacks, then stops training) (PERSONALIZED_RVC_NAN_GUARD)" in run.stderr
+    assert "NonFiniteTraining: AdamW: non-finite values 3 times and there is no fallback to try" in run.stderr
+    saved = sorted(run.logs.glob("[GD]_*.pth"))
+    assert saved, "the first epoch is finite and saved"
+    for path in saved:
+        weights = torch.load(path, map_location="cpu")["model"].values()
+        assert all(torch.isfinite(w).all() for w in weights), path
+
+
+def guarded_g(choice: dict[str, Any]) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """RVC's generator optimizer as the patched train.py builds it for ``choice``."""
+    net_g = models.make_nets()[0]
+    optimizer = rvc.build(choice, TORCH_ADAMW, net_g.parameters(), 1e-4, betas=[0.8, 0.99], eps=1e-9)
+    return net_g, optimizer
+
+
+def nan_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """One RVC step (zero_grad, backward, step) whose gradients are NaN."""
+    optimizer.zero_grad()
+    (net(torch.randn(4, 8)).square().mean() * float("nan")).backward()
+    optimizer.step()
+
+
+def test_nan_guard_applies_the_chosen_presets_fallbacks_then_stops(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guarding, "_printed", set())  # each line is printed once per process
+    source = "train.nan_guard in logs/voice/config.json"
+    choice = {
+        "optimizer": "rvc/FCompass",
+        "optimizer_args": {"nan_guard_patience": 1},
+        "source": "train.optimizer in logs/voice/config.json",
+        "nan_guard": {"nan_guard": "stop"},
+        "nan_guard_source": source,
+    }
+    net_g, optimizer = guarded_g(choice)
+    assert type(optimizer) is not personalized.FCompass and type(optimizer).__name__ == "FCompass"
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=GAMMA, last_epoch=-1)
+    before = [p.detach().clone() for p in net_g.parameters()]
+    for _ in range(2):
+        nan_step(net_g, optimizer)
+        scheduler.step()
+    lines = [line for line in capsys.readouterr().err.splitlines() if "applying fallback" in line]
+    assert lines == [
+        "personalized: non-finite values 1 time; applying fallback 1 of 2 from preset rvc/FCompass: centralization=0.0",
+        "personalized: non-finite values 1 time; applying fallback 2 of 2 from preset rvc/FCompass: clip=0.0",
+    ]
+    # RVC's checkpoint: the guard's counters and the fallbacks resume with it
+    saved = {"model": net_g.state_dict(), "iteration": 1, "optimizer": optimizer.state_dict(), "learning_rate": 1e-4}
+    net_g, resumed = guarded_g(choice)
+    net_g.load_state_dict(saved["model"])
+    resumed.load_state_dict(saved["optimizer"])
+    assert resumed.nan_guard.fallbacks_applied == 2 and resumed.param_groups[0]["clip"] == 0.0
+    with pytest.raises(
+        personalized.nan_guard.NonFiniteTraining, match="after all 2 fallbacks from preset rvc/FCompass"
+    ):
+        nan_step(net_g, resumed)
+    assert all(torch.equal(a, b) for a, b in zip(before, net_g.parameters()))
+
+
+def test_nan_guard_in_optimizer_args_and_bad_values_name_where_they_were_written() -> None:
+    choice = {"optimizer": "FishMonger", "optimizer_args": {"nan_guard": True}, "source": "PERSONALIZED_RVC_OPTIMIZER"}
+    optimizer = guarded_g(choice)[1]
+    assert optimizer.nan_guard.preset_name == "default/FishMonger" and not optimizer.nan_guard.stop
+    with pytest.raises(ValueError, match=r"^PERSONALIZED_RVC_NAN_GUARD: FCompass: nan_guard='yes' is not allowed"):
+        guarded_g({"optimizer": "FCompass", "nan_guard": {"nan_guard": "yes"}})
+    with pytest.raises(ValueError, match="nan_guard_preset='rvc/FishMonger' is a preset for FishMonger, not FCompass"):
+        guarded_g({"optimizer": "FCompass", "nan_guard": {"nan_guard": "stop", "nan_guard_preset": "rvc/FishMonger"}})
+
+
+def test_guard_settings_come_from_config_json_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    logs = tmp_path / "logs" / "voice"
+    logs.mkdir(parents=True)
+    argv = ["train/train.py", "-e", "voice"]
+    (logs / "config.json").write_text(json.dumps({"train": RVC_TRAIN}), encoding="utf8")
+    assert hook.find_choice(argv, {hook.NAN_GUARD_VAR: "stop"}) == {
+        "optimizer": "AdamW",
+        "source": "PERSONALIZED_RVC_NAN_GUARD",
+        "nan_guard": {"nan_guard": "stop"},
+        "nan_guard_source": "PERSONALIZED_RVC_NAN_GUARD",
+    }
+    train = {**RVC_TRAIN, "optimizer": "rvc/FCompass", "nan_guard": "fallbacks", "nan_guard_patience": 5}
+    (logs / "config.json").write_text(json.dumps({"train": train}), encoding="utf8")
+    choice = hook.find_choice(argv, {hook.NAN_GUARD_VAR: "stop"})
+    assert choice["optimizer"] == "rvc/FCompass"
+    assert choice["nan_guard"] == {"nan_guard": "fallbacks", "nan_guard_patience": 5}
+    assert choice["nan_guard_source"] == f"train.nan_guard in {os.path.join('logs', 'voice', 'config.json')}"
 
 
 # -- start-up without torch ----------------------------------------------------------------------

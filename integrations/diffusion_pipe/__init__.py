@@ -6,8 +6,10 @@ and pass every other key of ``[optimizer]`` as a keyword argument. To make our
 optimizers reachable there, switch the integration on once, in the trainer's
 Python environment::
 
-    pip install personalized-optimizers pytorch-optimizer
+    python -m pip install /path/to/personalized-optimizers pytorch-optimizer
     personalized install diffusion-pipe        # or: personalized install chroma (same hook)
+
+(``/path/to/personalized-optimizers`` is a clone of the repository)
 
 then write ``type = "Personalized<ClassName>"`` in ``[optimizer]`` (for example
 ``PersonalizedFCompass``, ``PersonalizedSCORN``, ``PersonalizedProdigy``);
@@ -38,6 +40,7 @@ from pathlib import Path
 from types import ModuleType
 
 from personalized import registry
+from personalized.install_source import install_instruction
 
 from .. import pth
 
@@ -174,10 +177,7 @@ def install(path: Path | None, python: str | None) -> list[str]:
     found = _importable(python, [HOOK_MODULE, "pytorch_optimizer"])
     executable = python or sys.executable
     if not found[HOOK_MODULE]:
-        raise ValueError(
-            f"{executable} cannot import {HOOK_MODULE}: "
-            f"run `{executable} -m pip install -U personalized-optimizers` first"
-        )
+        raise ValueError(f"{executable} cannot import {HOOK_MODULE}: {install_instruction(executable)} first")
     written = pth.write_pth(PTH_NAME, HOOK_MODULE, python)
     lines = [
         *notes,

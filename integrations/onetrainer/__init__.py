@@ -5,10 +5,11 @@ one it does not know. This integration adds ours to that list.
 
 Switch it on (once per OneTrainer install)::
 
-    /path/to/OneTrainer/venv/bin/python -m pip install personalized-optimizers
+    /path/to/OneTrainer/venv/bin/python -m pip install /path/to/personalized-optimizers
     personalized install onetrainer /path/to/OneTrainer --python /path/to/OneTrainer/venv/bin/python
 
-(on Windows the interpreter is ``venv\\Scripts\\python.exe``). This checks the folder and
+(``/path/to/personalized-optimizers`` is a clone of the repository; on Windows the
+interpreter is ``venv\\Scripts\\python.exe``). This checks the folder and
 OneTrainer's optimizer code, then writes ``personalized-onetrainer.pth`` into that venv, so every
 Python started from it, the UI, ``scripts/train.py`` and each multi-GPU worker alike, imports
 the tiny torch-free :mod:`personalized_hooks.onetrainer`. That module does nothing until
@@ -38,7 +39,13 @@ our defaults (``personalized show NAME`` lists them), unless the config JSON giv
 ``"muon_adam_config": {"personalized": {"clip": 0.0}}`` (see :mod:`.fields`).
 
 Fused Back Pass works with every optimizer but Prodigy (whose step size needs every gradient
-at once); the patch adds the others to OneTrainer's list.
+at once); the patch adds the others to OneTrainer's list and gives them the switch in the optimizer
+settings. OneTrainer's fused back pass hands every tensor the last param group; ours update each
+tensor with its own group (:class:`.patch.OwningGroupStep`), so per-part learning rates hold.
+
+Presets for OneTrainer's "Load Preset" menu: :func:`write_menu_preset` (:mod:`.menu`) merges one of
+ours onto a OneTrainer preset or saved config (``personalized export PRESET --to onetrainer-json
+--write ONETRAINER --onto BASE``).
 
 What does not work:
 
@@ -54,7 +61,11 @@ What does not work:
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+from personalized.install_source import install_instruction
 
 from .. import pth
 
@@ -71,7 +82,15 @@ MARKERS = (
 #: Where OneTrainer's install scripts put its environment, relative to its folder.
 ENVIRONMENTS = ("venv", "conda_env", ".venv")
 
-__all__ = ["HOOK_MODULE", "MARKERS", "PTH_NAME", "check_onetrainer_folder", "install", "uninstall"]
+__all__ = [
+    "HOOK_MODULE",
+    "MARKERS",
+    "PTH_NAME",
+    "check_onetrainer_folder",
+    "install",
+    "uninstall",
+    "write_menu_preset",
+]
 
 
 def check_onetrainer_folder(path: Path) -> Path:
@@ -114,6 +133,14 @@ def uninstall(path: Path | None, python: str | None) -> list[str]:
     return [f"removed {removed}", "OneTrainer no longer lists our optimizers (restart it if it is running)."]
 
 
+def write_menu_preset(onetrainer: Path, base: str, preset: Any) -> list[str]:
+    """Merge ``preset`` onto a OneTrainer preset or saved config, as an entry of its "Load Preset" menu
+    (:mod:`.menu`); lines to print."""
+    from .menu import write_menu_preset
+
+    return write_menu_preset(onetrainer, base, preset)
+
+
 def _check_code(folder: Path) -> list[str]:
     """Check, without importing it, that this OneTrainer has the shape the patch expects."""
     from .patch import OneTrainerChanged, check_checkout
@@ -128,9 +155,9 @@ def _check_code(folder: Path) -> list[str]:
 
 
 def _check_importable(python: str | None) -> None:
-    """Refuse to write a ``.pth`` that would do nothing: the package must be installed for ``python``."""
-    if python is None:
-        return  # this interpreter runs this code, so the package is installed here
+    """Refuse to write a ``.pth`` that would do nothing: the package must be installed for ``python``
+    (this interpreter by default: running from a clone does not install it)."""
+    python = python or sys.executable
     command = [python, "-c", f"import {HOOK_MODULE}"]
     try:
         subprocess.run(command, capture_output=True, check=True, timeout=120)
@@ -138,8 +165,7 @@ def _check_importable(python: str | None) -> None:
         raise ValueError(f"cannot run the trainer's Python {python!r}: {error}") from None
     except subprocess.CalledProcessError:
         raise ValueError(
-            f"personalized-optimizers is not installed for {python}: "
-            f"run `{python} -m pip install personalized-optimizers` first"
+            f"personalized-optimizers is not installed for {python}: {install_instruction(python)} first"
         ) from None
 
 

@@ -21,7 +21,8 @@ hyperparameters can be given there under the key ``"personalized"``::
     }
 
 Keys that have a OneTrainer field (and ``lr``) are refused there, so that a value typed in
-OneTrainer's optimizer window is never silently overridden.
+OneTrainer's optimizer window is never silently overridden; so are OneTrainer's own field names
+(``beta1``, ``eps``, ...). The message names the OneTrainer field to use instead.
 """
 
 from __future__ import annotations
@@ -111,13 +112,25 @@ class FieldPlan:
         where = f'{SIDE_CHANNEL_FIELD}["{SIDE_CHANNEL_KEY}"]'
         if not isinstance(extras, Mapping):
             raise ValueError(f"{self.optimizer}: {where} must be a JSON object of keywords, not {extras!r}")
-        clash = sorted(key for key in extras if key in self.fields or key == "lr")
+        clash = [message for key in sorted(extras) if (message := self._owner_of(key))]
         if clash:
             raise ValueError(
-                f"{self.optimizer}: {where} sets {', '.join(clash)}, which OneTrainer has its own "
-                "field for (or the learning rate): set them in OneTrainer's optimizer settings instead"
+                f"{self.optimizer}: {where} sets {'; '.join(clash)}. OneTrainer has its own field for these: "
+                "use OneTrainer's field, in its optimizer settings (or the config's \"optimizer\" section), instead"
             )
         return {key: tuple(value) if isinstance(value, list) else value for key, value in extras.items()}
+
+    def _owner_of(self, key: str) -> str | None:
+        """Which OneTrainer field ``key`` belongs to, in words; None for a key the side channel may carry.
+
+        ``key`` may be our keyword (``betas``) or OneTrainer's own field name (``beta1``).
+        """
+        if key == "lr":
+            return "lr (use OneTrainer's learning rate, in the Training tab)"
+        if key in self.fields:
+            return f"{key} (use OneTrainer's field {', '.join(self.fields[key])})"
+        ours = next((ours for ours, fields in self.fields.items() if key in fields), None)
+        return None if ours is None else f"{key} (use OneTrainer's field {key}, which sets our {ours})"
 
 
 def _probe(optimizer: str, key: str, value: Any) -> dict[str, Any]:

@@ -40,6 +40,8 @@ CREATE_PARAMETERS = ("parameter_group_collection", "state_dict", "config", "laye
 RESTORE_NAMES = ("param_group_mapping", "param_group_optimizer_mapping", "unique_name_mapping")
 #: Marks what we added, so that a second patch recognises it.
 MARK = "__personalized_onetrainer__"
+#: OneTrainer's on/off field for its fused back pass (the "Fused Back Pass" switch).
+FUSED_BACK_PASS = "fused_back_pass"
 
 OFF_HINT = (
     "Update personalized-optimizers, or start OneTrainer without the integration: "
@@ -181,12 +183,20 @@ def _schema(optimizer_config: Any) -> Schema:
 
 
 def _defaults(name: str, schema: Schema) -> dict[str, Any]:
-    """Our defaults for one optimizer; empty when its optional package is missing (it fails when built)."""
+    """Our defaults for one optimizer; empty when its optional package is missing (it fails when built).
+
+    The optimizer settings window shows a switch only for the keys of this table, so the optimizers
+    that can update one parameter at a time also get OneTrainer's ``fused_back_pass`` (off, as for
+    OneTrainer's own optimizers): that is the "Fused Back Pass" switch.
+    """
     try:
         cls = personalized.get_optimizer(name)
     except ImportError:
         return {}
-    return plan(cls, schema).onetrainer_defaults()
+    defaults = plan(cls, schema).onetrainer_defaults()
+    if per_parameter(name) and schema.fits(FUSED_BACK_PASS, False):
+        defaults[FUSED_BACK_PASS] = False
+    return defaults
 
 
 # -- create_optimizer --------------------------------------------------------------------
@@ -295,7 +305,51 @@ def build(name: str, parameters: list[dict[str, Any]], config: Any) -> Any:
         for group in parameters:
             group.pop("lr", None)
         lr = None
-    return cls(parameters, lr=lr, **kwargs)
+    optimizer = cls(parameters, lr=lr, **kwargs)
+    if per_parameter(name):
+        optimizer.step_parameter = OwningGroupStep(optimizer)
+    return optimizer
+
+
+class OwningGroupStep:
+    """``step_parameter`` that updates each tensor with the param group that holds it.
+
+    OneTrainer's fused back pass (``GenericTrainer.__apply_fused_back_pass``, commit 23df383)
+    defines its per-tensor step function inside the loop over the groups, and each gradient hook
+    calls it by name: every hook runs the last definition, whose default arguments are the last
+    group and index. Every tensor thus arrives as ``step_parameter(tensor, last_group, last_i)``,
+    and with a learning rate per model part all parts would train with the last part's (and with
+    its other settings; OneTrainer's own AdamW has the same problem). This looks the tensor up
+    among the optimizer's groups instead; a tensor that is in none keeps the group it came with.
+    The lookup is a table by tensor, rebuilt when the groups change (``load_state_dict`` replaces
+    them), so a step costs no search.
+    """
+
+    def __init__(self, optimizer: Any) -> None:
+        self.optimizer = optimizer
+        self.owners: dict[int, tuple[dict[str, Any], int]] = {}
+
+    def __call__(self, tensor: Any, param_group: dict[str, Any], i: int | None = None) -> None:
+        group, index = self.owner(tensor) or (param_group, i)
+        type(self.optimizer).step_parameter(self.optimizer, tensor, group, index)
+
+    def owner(self, tensor: Any) -> tuple[dict[str, Any], int] | None:
+        """The group holding ``tensor`` and its index there; None if no group holds it."""
+        found = self.owners.get(id(tensor))
+        if found is None or not self._holds(found, tensor):
+            self.owners = {
+                id(p): (group, index)
+                for group in self.optimizer.param_groups
+                for index, p in enumerate(group["params"])
+            }
+            found = self.owners.get(id(tensor))
+        return found
+
+    def _holds(self, owner: tuple[dict[str, Any], int], tensor: Any) -> bool:
+        group, index = owner
+        params = group["params"]
+        current = any(group is live for live in self.optimizer.param_groups)
+        return current and index < len(params) and params[index] is tensor
 
 
 def restore_state(

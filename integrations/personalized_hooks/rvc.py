@@ -11,7 +11,9 @@ unless RVC's training script is running *and* an optimizer was chosen:
   ``train.optimizer_args``; ``<experiment>`` is RVC's ``-e`` argument, relative
   to the working directory as in RVC) or, when that names none, from the
   environment variables ``PERSONALIZED_RVC_OPTIMIZER`` and
-  ``PERSONALIZED_RVC_OPTIMIZER_ARGS``. The choice is exported as
+  ``PERSONALIZED_RVC_OPTIMIZER_ARGS``. The NaN guard is read the same way:
+  the ``nan_guard*`` keys of the ``train`` section, over the environment
+  variable ``PERSONALIZED_RVC_NAN_GUARD``. The choice is exported as
   ``PERSONALIZED_RVC_CHOICE`` for the workers.
 * spawned worker (RVC trains in ``torch.multiprocessing`` spawn children):
   ``--multiprocessing-fork`` is in ``sys.argv`` (at start-up a spawned child's
@@ -38,6 +40,10 @@ from . import when_imported
 OPTIMIZER_VAR = "PERSONALIZED_RVC_OPTIMIZER"
 #: Keyword arguments for that choice, as a JSON object.
 ARGS_VAR = "PERSONALIZED_RVC_OPTIMIZER_ARGS"
+#: The NaN guard (``stop``, ``fallbacks`` or ``off``) for every experiment whose config.json sets none.
+NAN_GUARD_VAR = "PERSONALIZED_RVC_NAN_GUARD"
+#: The keys of the ``train`` section that set the NaN guard start with this.
+NAN_GUARD_PREFIX = "nan_guard"
 #: Set by the training script's main process for its workers (JSON); not for users.
 CHOICE_VAR = "PERSONALIZED_RVC_CHOICE"
 
@@ -102,25 +108,40 @@ def read_train_section(path: str) -> Mapping[str, Any] | None:
 
 
 def find_choice(argv: Sequence[str], environ: Mapping[str, str]) -> Choice | None:
-    """The optimizer chosen for this run: the experiment's config.json first, then the environment.
+    """The optimizer and NaN guard chosen for this run: the experiment's config.json first, then the environment.
 
     Returns ``{"optimizer": ..., "optimizer_args": ..., "source": ...}`` with the
-    values as written (checked later, when the optimizer is built), or None.
+    values as written (checked later, when the optimizer is built), plus
+    ``"nan_guard"`` (the ``nan_guard*`` settings) and ``"nan_guard_source"``
+    when the guard is set, or None when nothing is chosen. A guard without an
+    optimizer guards RVC's own AdamW.
     """
     experiment = experiment_name(argv[1:])
-    if experiment:
-        path = config_path(experiment)
-        train = read_train_section(path)
-        if train is not None and train.get("optimizer") not in (None, ""):
-            return {
-                "optimizer": train["optimizer"],
-                "optimizer_args": train.get("optimizer_args"),
-                "source": f"train.optimizer in {path}",
-            }
+    path = config_path(experiment) if experiment else ""
+    train = (read_train_section(path) if path else None) or {}
+    choice: Choice = {}
     name = environ.get(OPTIMIZER_VAR, "").strip()
-    if name:
-        return {"optimizer": name, "optimizer_args": environ.get(ARGS_VAR, ""), "source": OPTIMIZER_VAR}
-    return None
+    if train.get("optimizer") not in (None, ""):
+        choice = {
+            "optimizer": train["optimizer"],
+            "optimizer_args": train.get("optimizer_args"),
+            "source": f"train.optimizer in {path}",
+        }
+    elif name:
+        choice = {"optimizer": name, "optimizer_args": environ.get(ARGS_VAR, ""), "source": OPTIMIZER_VAR}
+    guard = {key: value for key, value in train.items() if key.startswith(NAN_GUARD_PREFIX)}
+    mode = environ.get(NAN_GUARD_VAR, "").strip()
+    if guard:
+        choice.update(
+            nan_guard={"nan_guard": mode, **guard} if mode else guard, nan_guard_source=f"train.nan_guard in {path}"
+        )
+    elif mode:
+        choice.update(nan_guard={"nan_guard": mode}, nan_guard_source=NAN_GUARD_VAR)
+    if not choice:
+        return None
+    if "optimizer" not in choice:
+        choice.update(optimizer="AdamW", source=choice["nan_guard_source"])
+    return choice
 
 
 def main_process_choice() -> Choice | None:

@@ -8,9 +8,10 @@ those two calls, and only those, for the optimizer you choose.
 
 Switch it on (once per RVC environment)::
 
-    <RVC's python> -m pip install "personalized-optimizers[presets]"
+    <RVC's python> -m pip install "/path/to/personalized-optimizers[presets]"
     personalized install rvc --python <RVC's python>
 
+(``/path/to/personalized-optimizers`` is a clone of the repository.)
 For the Windows portable build that is ``runtime\\python.exe -m pip install ...``
 and ``runtime\\python.exe -m personalized install rvc`` in RVC's folder. This
 writes ``personalized-rvc.pth`` into that Python's site-packages; it imports the
@@ -52,6 +53,23 @@ What the value may name:
 
 Every swapped call prints one line to the console saying what was built and why.
 
+The NaN guard
+-------------
+RVC trains on through NaN losses and saves NaN checkpoints without a word.
+``"nan_guard": "stop"`` in the same ``train`` section (or the environment
+variable ``PERSONALIZED_RVC_NAN_GUARD=stop``; config.json's ``nan_guard*``
+keys win) skips every step that would put NaN/inf into G or D, applies the
+preset's fallbacks one by one (one console line each), and once they are used
+up stops training with ``NonFiniteTraining`` before a NaN checkpoint is
+written. ``"fallbacks"`` (or ``true``) skips and applies the fallbacks but
+never stops. The fallbacks are the chosen preset's (``rvc/FCompass``), or
+``default/<Optimizer>`` for an optimizer name; ``nan_guard_preset`` names
+another, ``nan_guard_patience`` (3) is the number of skipped steps before the
+next fallback (see :mod:`personalized.guarding`). The ``nan_guard*`` keys may
+also be written inside ``optimizer_args``; the ``train`` section's win. With a
+guard and no optimizer, RVC's own AdamW (RVC's values) is guarded: it has no
+fallbacks, so ``stop`` stops after ``nan_guard_patience`` skipped steps.
+
 Resuming and switching optimizers
 ---------------------------------
 RVC resumes from the latest ``G_*.pth``/``D_*.pth`` of the experiment and
@@ -90,15 +108,17 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from personalized_hooks.rvc import ARGS_VAR, OPTIMIZER_VAR
+from personalized_hooks.rvc import ARGS_VAR, NAN_GUARD_VAR, OPTIMIZER_VAR
 
 from personalized import presets
 from personalized.factory import resolve
+from personalized.guarding import GuardSettings, guarded_class, split_guard_keywords
+from personalized.install_source import install_instruction
 from personalized.registry import get_optimizer
 
 from .. import pth
@@ -116,11 +136,14 @@ TRAIN_SCRIPTS = ("train/train.py", "infer/modules/train/train.py")
 
 @dataclass(frozen=True)
 class Choice:
-    """An optimizer choice: what the user wrote, its arguments, and where it was written."""
+    """An optimizer choice: what the user wrote, its arguments, and where it was written; the same for
+    the NaN guard (its ``nan_guard*`` settings, empty when none is set)."""
 
     spec: str
     args: dict[str, Any] = field(default_factory=dict)
     source: str = "?"
+    guard: dict[str, Any] = field(default_factory=dict)
+    guard_source: str = "?"
 
 
 def parse_choice(raw: Mapping[str, Any]) -> Choice:
@@ -140,7 +163,8 @@ def parse_choice(raw: Mapping[str, Any]) -> Choice:
     if not isinstance(args, dict):
         where = ARGS_VAR if source == OPTIMIZER_VAR else "train.optimizer_args"
         raise ValueError(f"{where} must be a JSON object of keyword arguments, got {args!r}")
-    return Choice(spec.strip(), args, source)
+    guard = dict(raw.get("nan_guard") or {})
+    return Choice(spec.strip(), args, source, guard, str(raw.get("nan_guard_source", NAN_GUARD_VAR)))
 
 
 def rvc_values_for(cls: type, trainer: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,9 +208,20 @@ def build(raw_choice: Mapping[str, Any], adamw: type, /, *args: Any, **kwargs: A
     ``adamw`` is torch's real AdamW; ``args`` and ``kwargs`` are RVC's call.
     """
     choice = parse_choice(raw_choice)
+    guard_args, optimizer_args = split_guard_keywords(choice.args)
+    choice = replace(choice, args=optimizer_args)
     call = inspect.signature(adamw).bind(*args, **kwargs).arguments
     params = call.pop("params")
     cls, settings = optimizer_and_kwargs(choice, call, adamw)
+    guard = {**guard_args, **choice.guard}
+    if guard:
+        if "/" in choice.spec:  # a preset: its own fallbacks
+            guard.setdefault("nan_guard_preset", choice.spec)
+        try:
+            GuardSettings.parse(cls.__name__, guard)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{choice.guard_source if choice.guard else choice.source}: {error}") from error
+        cls, settings = guarded_class(cls), {**settings, **guard}
     try:
         optimizer = cls(params, **settings)
     except (TypeError, ValueError) as error:
@@ -196,9 +231,17 @@ def build(raw_choice: Mapping[str, Any], adamw: type, /, *args: Any, **kwargs: A
 
 
 def describe(optimizer: torch.optim.Optimizer) -> str:
+    """The class and settings of ``optimizer``, and what its NaN guard will do."""
     group = optimizer.param_groups[0]
     settings = ", ".join(f"{key}={value!r}" for key, value in group.items() if key not in ("params", "initial_lr"))
-    return f"{type(optimizer).__name__}({settings})"
+    guard = getattr(optimizer, "nan_guard", None)
+    if guard is None:
+        return f"{type(optimizer).__name__}({settings})"
+    fallbacks = (
+        f"{len(guard.fallbacks)} fallbacks from preset {guard.preset_name}" if guard.fallbacks else "no fallbacks"
+    )
+    end = "then stops training" if guard.stop else "then skips bad steps"
+    return f"{type(optimizer).__name__}({settings}) with the NaN guard ({fallbacks}, {end})"
 
 
 # -- torch's AdamW, for switching back ---------------------------------------------------
@@ -280,8 +323,7 @@ def check_rvc_folder(path: Path, python: str | None) -> None:
 def check_environment(found: Mapping[str, Any], python: str) -> None:
     if not found["hook"]:
         raise ValueError(
-            f"personalized-optimizers is not installed for {python}: "
-            f'run {python} -m pip install "personalized-optimizers[presets]" first'
+            f"personalized-optimizers is not installed for {python}: {install_instruction(python, 'presets')} first"
         )
     if not found["site"]:
         where = " or ".join(found["pth_files"]) or "its ._pth file"
@@ -304,7 +346,7 @@ def install(path: Path | None, python: str | None) -> list[str]:
     if not found["on_path"]:
         lines.append(f"warning: {written.parent} is not on {shown}'s sys.path, so the .pth may never be read")
     if not found["yaml"]:
-        lines.append(f'note: preset names need PyYAML: {shown} -m pip install "personalized-optimizers[presets]"')
+        lines.append(f"note: preset names need PyYAML: {shown} -m pip install pyyaml")
     lines.append(f"undo with: personalized uninstall rvc{f' --python {python}' if python else ''}")
     return lines
 
@@ -322,6 +364,8 @@ def _usage(rvc_presets: list[str]) -> list[str]:
         "  a preset (a name with '/') brings its own lr and betas; an optimizer name (FCompass) takes",
         "  RVC's learning_rate, betas [0.8, 0.99] and eps 1e-9; optimizer_args override both;",
         "  'AdamW' switches an experiment back to torch's AdamW, also from a checkpoint of ours",
+        f'  NaN guard: "nan_guard": "stop" in the same train section (or {NAN_GUARD_VAR}=stop) skips NaN steps,',
+        "    applies the preset's fallbacks, then stops training instead of saving NaN checkpoints",
         f"suggested for RVC: {', '.join(rvc_presets) or 'see personalized presets'}"
         f" (personalized presets show {example})",
     ]

@@ -26,21 +26,30 @@ import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from itertools import chain
+from numbers import Real
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from .blocks import copy_stochastic_
+from .checks import check_parameter, refuse_complex
 from .compiling import CompiledUpdate
 from .cpu_memory import keep_freed_memory
+from .docstrings import add_keywords
+from .guarding import GUARD_KEYS, guarded_class
 from .items import Scratch, StackedState, as_batch, batches, unbatch
 from .validation import Rule, reject_unknown, rules_for, validate
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
-#: The keywords every item-batched optimizer accepts besides its own: default, and what it does
-#: (``personalized show`` prints it).
+#: The key of ``state_dict()`` that names the optimizer class that wrote it.
+WRITTEN_BY = "optimizer"
+
+#: The keywords every item-batched optimizer accepts besides its own: default, and what it does.
+#: Each such class shows them in its signature and docstring (:meth:`PersonalizedOptimizer.__init_subclass__`;
+#: ``personalized show`` and ``help()`` print them); AdamW8bitKahan and Prodigy, without a multi-tensor
+#: path, take none of them.
 SHARED_KEYWORDS: dict[str, tuple[Any, str]] = {
     "foreach": (
         True,
@@ -89,6 +98,11 @@ def grad_squared(p: Tensor, grad: Tensor) -> Tensor:
     return grad.square().to(p.dtype)
 
 
+def is_number(value: Any) -> bool:
+    """A real number, not a bool (what a checkpoint's ``lr`` must be to be taken over)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
 def hyperparameters(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The hyperparameters from a constructor's ``locals()``: every argument but the parameters."""
     return {key: value for key, value in arguments.items() if key not in ("self", "params", "unexpected", "__class__")}
@@ -101,6 +115,22 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     rule_overrides: ClassVar[Mapping[str, Rule]] = {}
     #: True when the step counter lives in the param group (shared by its params).
     group_step: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """An optimizer's constructor takes its own keywords and passes the others on as
+        ``**unexpected``, where :data:`SHARED_KEYWORDS` are picked out: they are written into
+        its signature and docstring here, from that one list."""
+        super().__init_subclass__(**kwargs)
+        own = vars(cls).get("__init__")
+        if own is not None and "unexpected" in inspect.signature(own).parameters:
+            add_keywords(cls, {key: SHARED_KEYWORDS[key] for key in cls.shared_defaults()})
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> PersonalizedOptimizer:
+        """With a ``nan_guard*`` keyword (a trainer's optimizer arguments), build the NaN-guarded
+        variant of the class (:func:`personalized.guarding.guarded_class`)."""
+        if not GUARD_KEYS.isdisjoint(kwargs) and not getattr(cls, "nan_guarded", False):
+            cls = guarded_class(cls)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -158,6 +188,8 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
             where = f"param group {len(self.param_groups) - 1}"
             validate(type(self).__name__, where, group, self.hyperparameter_rules())
             self._check_group(where, group)
+            for p in group["params"]:
+                refuse_complex(type(self).__name__, self.param_groups, p)
         except (TypeError, ValueError):
             self.param_groups.pop()
             raise
@@ -241,37 +273,61 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
 
     # -- checkpoints --------------------------------------------------------------------
 
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, plus the name of the optimizer that wrote it (a string, so it still
+        loads with ``torch.load(weights_only=True)``)."""
+        return {**super().state_dict(), WRITTEN_BY: type(self).__name__}
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a checkpoint; state saved by another optimizer is reset with one warning.
+        """Load a checkpoint; a checkpoint of another optimizer resets the state, with one warning.
 
         Trainers resume a run with whatever optimizer state they saved, also
-        after the user switched optimizers. A state with keys this optimizer
-        does not use (or without keys it needs) is dropped: the weights are
-        kept, this optimizer's state starts fresh, the param groups keep this
-        optimizer's settings and take only ``lr`` and ``initial_lr`` from the
-        checkpoint (LR schedulers resume from those). State tensors keep the
-        dtype they were saved with (torch would cast them to the parameter's).
+        after the user switched optimizers. A checkpoint written by another
+        optimizer (named in it by ``state_dict()``; for older checkpoints and
+        other libraries': a state with keys this optimizer does not use, or
+        without keys it needs) is not taken over: the weights are kept, this
+        optimizer's state starts fresh, and the param groups keep this
+        optimizer's settings, taking only ``lr`` and ``initial_lr`` from the
+        checkpoint where they are numbers (LR schedulers resume from those).
+        Otherwise the param groups get the checkpoint's settings (and this
+        optimizer's defaults for settings it lacks), nothing else: keys torch
+        adds while loading (``differentiable``) are dropped. State tensors keep
+        the dtype they were saved with (torch would cast them to the parameter's).
         """
-        foreign = self._foreign_state_keys(state_dict["state"])
+        foreign = self._foreign_checkpoint(state_dict)
         self._stacked.clear()
         settings = [dict(group) for group in self.param_groups]
+        own_defaults = set(self.defaults)
         super().load_state_dict(state_dict)
-        if foreign:
+        added = set(self.defaults) - own_defaults
+        for key in added:
+            del self.defaults[key]
+        if foreign is not None:
             for group, mine in zip(self.param_groups, settings):
-                schedule = {key: group[key] for key in ("lr", "initial_lr") if key in group}
+                schedule = {key: group[key] for key in ("lr", "initial_lr") if is_number(group.get(key))}
                 group.clear()
                 group.update(mine, **schedule)
             self.state.clear()
             warnings.warn(
-                f"{type(self).__name__}: the checkpoint holds another optimizer's state "
-                f"({', '.join(foreign)}); the weights are kept and this optimizer starts its state fresh",
+                f"{type(self).__name__}: the checkpoint {foreign}; the weights are kept, {type(self).__name__} keeps "
+                "its own settings (lr and initial_lr from the checkpoint) and starts its state fresh",
                 stacklevel=2,
             )
             return
         for group in self.param_groups:
+            for key in added:
+                group.pop(key, None)
             for key, default in self.defaults.items():
                 group.setdefault(key, default)
         self._restore_saved_dtypes(state_dict)
+
+    def _foreign_checkpoint(self, state_dict: dict[str, Any]) -> str | None:
+        """Why ``state_dict`` is another optimizer's (completing "the checkpoint ..."), or None if it is ours."""
+        writer = state_dict.get(WRITTEN_BY)
+        if writer is not None:
+            return None if writer == type(self).__name__ else f"was written by {writer}, not {type(self).__name__}"
+        signs = self._foreign_state_keys(state_dict["state"])
+        return f"holds another optimizer's state ({', '.join(signs)})" if signs else None
 
     def _foreign_state_keys(self, saved_state: dict[Any, dict[str, Any]]) -> list[str]:
         """What marks ``saved_state`` as another optimizer's: unknown keys, required ones missing,
@@ -302,11 +358,16 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        plan = [
+            (group, batches(self._stepped_params(group), self.state, self.item_batched and group.get("foreach", False)))
+            for group in self.param_groups
+        ]
+        # The members of a batch share shape, dtypes, gradient layout and device (batch_key): the first stands for all.
+        self._check_step(batch[0] for _, group_batches in plan for batch in group_batches)
+        for group, group_batches in plan:
             if self.group_step:
                 group["step"] = group.get("step", 0) + 1
-            together = self.item_batched and group.get("foreach", False)
-            for batch in batches(self._stepped_params(group), self.state, together):
+            for batch in group_batches:
                 self._step_items(batch, group)
         # Forget the stacks of batches that no longer exist (their views stay valid).
         self._stacked = {key: self._stacked[key] for key in self._stacked_in_use}
@@ -324,29 +385,49 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         that was already stepped comes again. ``i`` (the parameter's index in
         the group) is accepted for OneTrainer and not needed.
         """
+        stepping = p.grad is not None and p.numel() > 0
+        if stepping:
+            self._check_step([p])
         if self.group_step:
             stepped = self._stepped_this_round.setdefault(id(group), set())
             if not stepped or p in stepped:
                 group["step"] = group.get("step", 0) + 1
                 stepped.clear()
             stepped.add(p)
-        if p.grad is not None and p.numel() > 0:
+        if stepping:
             self._step_items([p], group)
 
     @torch.no_grad()
-    def update_is_finite(self) -> Tensor:
+    def update_is_finite(self, only: Iterable[Tensor] | None = None) -> Tensor:
         """Whether the next ``step()`` would leave every parameter and state tensor finite.
 
         Runs the update on scratch copies (nothing is changed and no random
         number is drawn) and returns a 0-dim bool tensor, so the caller pays
-        a single host sync for the whole model. Used by
+        a single host sync for the whole model. ``only``: just these
+        parameters (the next ``step_parameter``). Used by
         :class:`personalized.NaNGuard`.
         """
+        chosen = None if only is None else set(map(id, only))
         checks = []
         for group in self.param_groups:
             trial_group = dict(group, step=group.get("step", 0) + 1) if self.group_step else group
-            checks += [self._step_items([p], trial_group, trial=True) for p in self._stepped_params(group)]
+            params = [p for p in self._stepped_params(group) if chosen is None or id(p) in chosen]
+            self._check_step(params)
+            checks += [self._step_items([p], trial_group, trial=True) for p in params]
         return torch.stack(checks).all() if checks else torch.tensor(True)
+
+    def _check_step(self, params: Iterable[Tensor]) -> None:
+        """The check phase of a step: raise, before anything changes, if one of ``params``
+        (parameters with a gradient) cannot be updated (see :func:`personalized.checks.check_parameter`).
+
+        Called with every parameter a step will update, or with the first member of each
+        multi-tensor batch (its members share shape, dtypes, layout and device). Optimizer
+        state on another device is found on those first members: it sits there when a model
+        was moved after its optimizer stepped, which moves every parameter.
+        """
+        owner = type(self).__name__
+        for p in params:
+            check_parameter(owner, self.param_groups, p, self.state.get(p, {}))
 
     @staticmethod
     def _stepped_params(group: dict[str, Any]) -> list[Tensor]:
@@ -359,9 +440,6 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         With ``trial`` (a single parameter), the update runs on copies and
         the result is whether everything stayed finite.
         """
-        for p in params:
-            if p.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         first = params[0]
         if first.device.type == "cpu":
             keep_freed_memory()

@@ -111,6 +111,34 @@ def rms(x: Tensor) -> Tensor:
     return item_mean(x.square()).sqrt()
 
 
+#: The largest finite float32 number (about 3.4e38).
+FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
+def square_safe(x: Tensor) -> Tensor:
+    """``x`` with its elements limited to ``±sqrt(FLOAT32_MAX / (16 * numel))`` per item.
+
+    Within that bound (4.6e18 for a single number, 4.6e15 for a million) the squares of
+    ``x``, of the sum of two such tensors, and their sums over the item stay finite in
+    float32. Beyond it, squaring a gradient of 1e20 would overflow to inf and the update
+    would turn NaN; clamped, the update keeps its direction. Any input inside the bound
+    comes back with the very same values. float64 tensors are limited by float64's range;
+    float16 ones are returned as they are (the math squares them in float32, where they fit).
+    """
+    if x.dtype == torch.float16:
+        return x
+    largest = torch.finfo(torch.float64).max if x.dtype == torch.float64 else FLOAT32_MAX
+    bound = (largest / (16 * item_numel(x))) ** 0.5
+    return x.clamp(-bound, bound)
+
+
+def saturate_(x: Tensor, terms: int = 1) -> Tensor:
+    """Clamp the non-negative ``x`` in place below ``FLOAT32_MAX / (2 * terms)``: an EMA of
+    squares that overflowed to inf stays finite, and so does a sum of ``terms`` of its elements.
+    Every finite value a float32 square can take below that is kept as it is."""
+    return x.clamp_(max=FLOAT32_MAX / (2 * terms))
+
+
 def rms_clip_scaled(x: Tensor, clip: float, eps: float) -> Tensor:
     """``x * clip / max(1, rms(x) + eps)``: cap the RMS at 1, then multiply by ``clip``.
 
@@ -134,7 +162,9 @@ def rms_clip_relative(x: Tensor, clip: float) -> Tensor:
 
 
 def rms_cap(x: Tensor) -> Tensor:
-    """``x / max(1, rms(x))``: cap the RMS at 1 (FARMSCrop V1)."""
+    """``x / max(1, rms(x))``: cap the RMS at 1 (FARMSCrop V1); elements beyond
+    :func:`square_safe`'s bound (an overflow) are limited to it first."""
+    x = square_safe(x)
     return x / rms(x).clamp(min=1.0)
 
 
@@ -377,16 +407,20 @@ def second_moment_state(p: Tensor) -> dict[str, Tensor]:
 
 
 def adafactor_normalize_(state: dict[str, Tensor], grad: Tensor, beta2: Scalar, eps: float) -> Tensor:
-    """Fold ``grad² + eps`` into the (factored) second moment and return ``grad / sqrt(v)``."""
+    """Fold ``grad² + eps`` into the (factored) second moment and return ``grad / sqrt(v)``.
+
+    The moments saturate (:func:`saturate_`) where ``grad²`` overflows float32 (gradients
+    beyond about 1.8e19), so the update stays finite.
+    """
     squared = grad.square() + eps
     if "exp_avg_sq_row" in state:
         row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
-        add_scaled_(row.mul_(beta2), squared.mean(dim=-1), 1 - beta2)
-        add_scaled_(col.mul_(beta2), squared.mean(dim=-2), 1 - beta2)
+        saturate_(add_scaled_(row.mul_(beta2), squared.mean(dim=-1), 1 - beta2), row.shape[-1])
+        saturate_(add_scaled_(col.mul_(beta2), squared.mean(dim=-2), 1 - beta2))
         row_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
         return (row_factor * col.unsqueeze(-2).rsqrt()).mul_(grad)
     full = state["exp_avg_sq"]
-    add_scaled_(full.mul_(beta2), squared, 1 - beta2)
+    saturate_(add_scaled_(full.mul_(beta2), squared, 1 - beta2))
     return full.rsqrt().mul_(grad)
 
 

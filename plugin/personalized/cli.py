@@ -1,12 +1,14 @@
-"""The ``personalized`` command line: list, show, presets, export.
+"""The ``personalized`` command line: list, show, presets, export, install, bench.
 
-Bad input exits with code 2 and a one-line message, never a traceback.
+Bad input exits with code 2 and a one-line message, never a traceback; with no
+command it prints the commands (and exits 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -14,7 +16,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import exporters, presets
+from . import exporters, install_source, presets
 from .bench import register as register_bench
 from .docstrings import argument_help, quirks
 from .registry import OPTIONAL, available, get_optimizer, summary
@@ -116,8 +118,11 @@ def _presets(args: argparse.Namespace) -> int:
             for index, fallback in enumerate(preset.fallbacks, start=1):
                 print(f"  {index}. " + ", ".join(f"{k}={v!r}" for k, v in fallback.items()))
         return 0
+    names = presets.available()
+    if not names:
+        raise UsageError(f"no presets found: {presets.missing_presets_hint()}")
     rows = []
-    for name in presets.available():
+    for name in names:
         try:
             preset = presets.load(name)
             rows.append((colour(name, "36"), preset.optimizer, preset.description))
@@ -126,6 +131,8 @@ def _presets(args: argparse.Namespace) -> int:
         except ValueError as error:
             rows.append((colour(name, "36"), "?", f"cannot be loaded: {error}"))
     print(table(rows, ("preset", "optimizer", "description")))
+    if presets.shipped_folder() is None:
+        print(f"note: only your own presets are listed; {presets.missing_presets_hint()}", file=sys.stderr)
     return 0
 
 
@@ -139,27 +146,48 @@ def _export(args: argparse.Namespace) -> int:
                 'muon_adam_config["personalized"], which the personalized OneTrainer integration reads',
                 file=sys.stderr,
             )
-    if args.to in ("kohya-args", "kohya_ss-json", "fluxtrainer") and preset.lr is None:
-        print("note: this preset has no lr (relative step); kohya always passes --learning_rate", file=sys.stderr)
-    if args.to == "toml" and preset.lr is None:
+    try:
+        text = exporters.FORMATS[args.to](preset)
+        runnable = exporters.with_lr(preset) if args.to in exporters.LR_ALWAYS_PASSED else preset
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if runnable.lr != preset.lr:
         print(
-            "note: this preset has no lr; diffusion-pipe and Chroma need one (their LR scheduler uses it)",
+            f"note: this preset has no lr (relative step) and this trainer always passes one: printed with "
+            f"lr {runnable.lr} and relative_step=False, the same steps as the relative step's first 10,000",
             file=sys.stderr,
         )
     if args.to == "fluxtrainer":
-        print(f"note: optimizer_type personalized.{preset.optimizer}, learning_rate {preset.lr}", file=sys.stderr)
-    text = exporters.FORMATS[args.to](preset)
+        print(f"note: optimizer_type personalized.{preset.optimizer}, learning_rate {runnable.lr}", file=sys.stderr)
+    if args.onto is not None and (args.to != "onetrainer-json" or args.write is None):
+        raise UsageError("--onto goes with --to onetrainer-json --write ONETRAINER_FOLDER (a Load Preset menu entry)")
     if args.write is None:
         print(text)
         return 0
+    if args.to == "onetrainer-json":
+        return _onetrainer_menu_preset(args, preset)
     if args.to != "kohya_ss-json":
-        raise UsageError("--write is for --to kohya_ss-json (a kohya_ss GUI user preset)")
+        raise UsageError("--write is for --to kohya_ss-json (a kohya_ss GUI user preset) or onetrainer-json")
     if not (args.write / "kohya_gui").is_dir():
         raise UsageError(f"{args.write} does not look like a kohya_ss folder (no kohya_gui inside)")
     path = exporters.kohya_ss_preset_path(args.write, preset)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n", encoding="utf-8")
     print(f"wrote {path}; restart the GUI and pick it under Presets")
+    return 0
+
+
+def _onetrainer_menu_preset(args: argparse.Namespace, preset: presets.Preset) -> int:
+    if args.onto is None:
+        raise UsageError(
+            "--write with onetrainer-json needs --onto: the OneTrainer preset or saved config to put the optimizer "
+            "into (the optimizer alone would reset the model type, training method and base model)"
+        )
+    try:
+        lines = _integration("onetrainer").write_menu_preset(args.write, args.onto, preset)
+    except (OSError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print("\n".join(lines))
     return 0
 
 
@@ -174,13 +202,22 @@ INTEGRATIONS = {
 
 
 def _integration(trainer: str) -> object:
-    try:
-        return importlib.import_module(f"{__package__}.integrations.{INTEGRATIONS[trainer]}")
-    except ModuleNotFoundError as error:
-        raise UsageError(
-            f"the {trainer} integration is not available here ({error.name} missing): "
-            "pip install personalized-optimizers into the trainer's environment"
-        ) from None
+    """The integration module; from a clone (``plugin/`` on the path) it is read from ``integrations/``."""
+    package = f"{__package__}.integrations"
+    root = install_source.checkout()
+    if importlib.util.find_spec(package) is None:
+        if root is None:
+            raise UsageError(
+                f"the {trainer} integration is not in this copy of the package ({Path(__file__).parent}): "
+                f"{install_source.install_instruction()}, then run personalized install {trainer} again"
+            )
+        spec = importlib.util.spec_from_file_location(
+            package, root / "integrations" / "__init__.py", submodule_search_locations=[str(root / "integrations")]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{package}.{INTEGRATIONS[trainer]}")
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -202,8 +239,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="personalized", description="Niche PyTorch optimizers for LoRA and small models.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(
+        prog="personalized",
+        description="Niche PyTorch optimizers for LoRA and small models.",
+        epilog="'personalized COMMAND -h' shows a command's arguments.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, title="commands")
     commands.add_parser("list", help="list every optimizer with a one-line description").set_defaults(run=_list)
     show = commands.add_parser("show", help="an optimizer's hyperparameters, defaults and quirks")
     show.add_argument("name", help="optimizer name (any case)")
@@ -218,7 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("preset", help="preset name, e.g. rvc/FCompass")
     export.add_argument("--to", required=True, choices=list(exporters.FORMATS), help="target format")
     export.add_argument(
-        "--write", type=Path, metavar="KOHYA_SS", help="with kohya_ss-json: save it as a GUI user preset"
+        "--write",
+        type=Path,
+        metavar="FOLDER",
+        help="save it where the trainer's GUI lists presets: with kohya_ss-json the kohya_ss folder (a GUI user "
+        "preset); with onetrainer-json the OneTrainer folder (a Load Preset menu entry, with --onto)",
+    )
+    export.add_argument(
+        "--onto",
+        metavar="BASE",
+        help="with onetrainer-json --write: the OneTrainer preset (its name in the Load Preset menu) or saved "
+        "config (.json) to put the optimizer into; the rest of it is kept",
     )
     export.set_defaults(run=_export)
     for command, verb in (("install", "enable"), ("uninstall", "disable")):
@@ -232,7 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return args.run(args)
     except UsageError as error:

@@ -1,6 +1,10 @@
 """Turn a preset into what a trainer's config wants pasted.
 
-Every function takes a :class:`personalized.presets.Preset` and returns text.
+Every function takes a :class:`personalized.presets.Preset` and returns text
+that runs in that trainer as printed. kohya (sd-scripts, musubi-tuner, the
+kohya_ss GUI, FluxTrainer), diffusion-pipe and Chroma always pass a learning
+rate and run an lr scheduler on it, so a preset without an lr is printed for
+them in its fixed-lr form (:func:`with_lr`).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .optimizers.adafactor import RELATIVE_STEP_LR
 from .presets import Preset
-from .registry import get_optimizer
+from .registry import settings_class
 
 #: OneTrainer's optimizer settings live in fixed fields (``TrainOptimizerConfig`` in its
 #: modules/util/config/TrainConfig.py); these are the ones our keywords map to. ``betas`` is
@@ -51,6 +56,32 @@ ONETRAINER_CONFIG_VERSION = 11
 ONETRAINER_SIDE_CHANNEL = ("muon_adam_config", "personalized")
 
 
+#: The formats whose trainers always pass a learning rate: they get presets through :func:`with_lr`.
+LR_ALWAYS_PASSED = frozenset({"kohya-args", "kohya_ss-json", "fluxtrainer", "toml"})
+
+
+def with_lr(preset: Preset) -> Preset:
+    """``preset`` as trainers that always pass a learning rate can run it.
+
+    A preset with an lr is returned as it is. One without (EnhancedAdafactor's relative
+    step, ``min(1e-2, 1/sqrt(t))``) becomes lr 1e-2 with ``relative_step=False`` and its
+    other settings kept (``scale_parameter`` too): under a constant lr schedule the same
+    steps, bit for bit, for the first 10,000 steps; after that the step stays at 1e-2
+    (times the parameter scale) where the relative step would shrink as ``1/sqrt(t)``.
+    Raises ValueError with ``warmup_init=True``, a warm-up only the relative step has.
+    """
+    if preset.lr is not None:
+        return preset
+    settings = {**settings_class(preset.optimizer).hyperparameter_defaults(), **preset.hyperparameters}
+    if settings.get("warmup_init"):
+        raise ValueError(
+            f"preset {preset.name}: warmup_init=True needs Adafactor's relative step (no lr), which kohya, "
+            "diffusion-pipe and Chroma cannot run (they always pass a learning rate); give the preset an lr "
+            "with relative_step: false and warmup_init: false, and use the trainer's lr warm-up"
+        )
+    return replace(preset, lr=RELATIVE_STEP_LR, hyperparameters={**preset.hyperparameters, "relative_step": False})
+
+
 def python_literal(value: Any) -> str:
     """``value`` as a Python literal without spaces (kohya's ``ast.literal_eval`` reads it back)."""
     if isinstance(value, (tuple, list)):
@@ -68,9 +99,8 @@ def kohya_optimizer_args(preset: Preset) -> list[str]:
 
 def kohya_args(preset: Preset) -> str:
     """A command-line fragment for sd-scripts / musubi-tuner / kohya_ss (``accelerate launch ... <this>``)."""
-    parts = ["--optimizer_type", f"personalized.{preset.optimizer}"]
-    if preset.lr is not None:
-        parts += ["--learning_rate", repr(preset.lr)]
+    preset = with_lr(preset)
+    parts = ["--optimizer_type", f"personalized.{preset.optimizer}", "--learning_rate", repr(preset.lr)]
     args = kohya_optimizer_args(preset)
     if args:
         parts += ["--optimizer_args", *args]
@@ -79,18 +109,22 @@ def kohya_args(preset: Preset) -> str:
 
 def kohya_ss_json(preset: Preset) -> str:
     """A kohya_ss GUI preset (copy into ``presets/lora/user_presets/``)."""
-    data: dict[str, Any] = {
+    preset = with_lr(preset)
+    data = {
         "optimizer": f"personalized.{preset.optimizer}",
         "optimizer_args": " ".join(kohya_optimizer_args(preset)),
+        "learning_rate": preset.lr,
     }
-    if preset.lr is not None:
-        data["learning_rate"] = preset.lr
     return json.dumps(data, indent=2)
 
 
 def fluxtrainer_args(preset: Preset) -> str:
-    """``extra_optimizer_args`` for kijai's ComfyUI-FluxTrainer, which splits on ``|``."""
-    return "|".join(kohya_optimizer_args(preset))
+    """``extra_optimizer_args`` for kijai's ComfyUI-FluxTrainer, which splits on ``|``.
+
+    The lr is not among them (kohya passes FluxTrainer's ``learning_rate`` itself): set that
+    to the preset's lr, or to :func:`with_lr`'s for a preset without one.
+    """
+    return "|".join(kohya_optimizer_args(with_lr(preset)))
 
 
 def kohya_ss_preset_path(kohya_ss: Path, preset: Preset) -> Path:
@@ -128,10 +162,7 @@ def onetrainer_json(preset: Preset) -> str:
     fill them with its own (its on/off fields always have a value). Settings without a field
     travel in ``muon_adam_config["personalized"]``, which only our integration reads.
     """
-    try:
-        defaults = get_optimizer(preset.optimizer).hyperparameter_defaults()
-    except ImportError:  # its optional package is missing here: the preset's own values only
-        defaults = {}
+    defaults = settings_class(preset.optimizer).hyperparameter_defaults()
     defaults.pop("lr", None)
     settings = onetrainer_settings(replace(preset, hyperparameters={**defaults, **preset.hyperparameters}))
     unmapped = {key: preset.hyperparameters[key] for key in onetrainer_unmapped(preset)}
@@ -148,9 +179,13 @@ def onetrainer_json(preset: Preset) -> str:
 
 
 def toml_value(value: Any) -> str:
+    """``value`` in TOML. Arrays mixing whole and fractional numbers are written as floats: the
+    ``toml`` package both trainers read their config with refuses arrays of mixed types."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
+        if any(isinstance(item, float) for item in value):
+            value = [float(item) if isinstance(item, int) and not isinstance(item, bool) else item for item in value]
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
     if isinstance(value, str):
         return json.dumps(value)
@@ -163,10 +198,17 @@ def toml(preset: Preset) -> str:
     """An ``[optimizer]`` table for diffusion-pipe and the Chroma trainer (betas as TOML lists).
 
     ``None`` values are left out: TOML has no null, and the optimizer's default
-    then applies.
+    then applies. A preset without an lr is written in its fixed-lr form (:func:`with_lr`),
+    with a comment saying so.
     """
-    lines = [f"# personalized preset {preset.name}: {preset.description}", "[optimizer]"]
-    lines.append(f"type = {json.dumps('Personalized' + preset.optimizer)}")
+    lines = [f"# personalized preset {preset.name}: {preset.description}"]
+    if preset.lr is None:
+        preset = with_lr(preset)
+        lines.append(
+            f"# lr {preset.lr} with relative_step = false: the relative step's lr for its first 10,000 steps "
+            "(these trainers always run an lr scheduler on lr)"
+        )
+    lines += ["[optimizer]", f"type = {json.dumps('Personalized' + preset.optimizer)}"]
     values = {"lr": preset.lr, **preset.hyperparameters}
     lines += [f"{key} = {toml_value(value)}" for key, value in values.items() if value is not None]
     return "\n".join(lines)

@@ -19,7 +19,8 @@ def resolve(spec: str) -> tuple[type, dict[str, Any], Any]:
     ``spec`` is a preset name (``"rvc/FCompass"``, anything with a ``/``) or an
     optimizer name (``"fcompass"``), which uses that optimizer's
     ``default/<Name>`` preset when presets can be read and its plain
-    constructor defaults otherwise.
+    constructor defaults otherwise. A ``default/<Name>`` file of your own that
+    does not load is an error (see :func:`personalized.presets.default_preset`).
     """
     from . import presets
 
@@ -27,11 +28,8 @@ def resolve(spec: str) -> tuple[type, dict[str, Any], Any]:
         preset = presets.load(spec)
         return get_optimizer(preset.optimizer), preset.kwargs(), preset
     name = canonical_name(spec)
-    try:
-        preset = presets.load(f"default/{name}")
-    except (ImportError, presets.PresetError):
-        return get_optimizer(name), {}, None
-    return get_optimizer(name), preset.kwargs(), preset
+    preset = presets.default_preset(name)
+    return get_optimizer(name), preset.kwargs() if preset else {}, preset
 
 
 def create_optimizer(params: Iterable[Any], spec: str, **overrides: Any) -> torch.optim.Optimizer:

@@ -38,10 +38,11 @@ FOREACH_MAX_ELEMENTS = 1 << 20
 
 
 def batch_key(p: Tensor, state: dict[str, Any]) -> tuple[Any, ...]:
-    """Parameters with equal keys can be updated together: same shape, dtypes and
-    device, the same step counters and clocks (the non-tensor state) and state dtypes."""
+    """Parameters with equal keys can be updated together: same shape, dtypes, gradient
+    layout and device, the same step counters and clocks (the non-tensor state) and state
+    dtypes. (So a step's check phase needs to look at one member of each batch.)"""
     kept = tuple([(key, value.dtype if isinstance(value, Tensor) else value) for key, value in state.items()])
-    return (p.shape, p.dtype, p.grad.dtype, p.device, kept)
+    return (p.shape, p.dtype, p.grad.dtype, p.grad.layout, p.device, kept)
 
 
 def batches(params: Sequence[Tensor], states: Any, together: bool) -> list[list[Tensor]]:

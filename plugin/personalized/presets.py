@@ -4,15 +4,19 @@ A preset is a YAML file (schema in ``presets/README.md``) found in, in order:
 
 1. the folders listed in the ``PERSONALIZED_PRESETS`` environment variable
    (``os.pathsep``-separated), for your own presets;
-2. ``personalized/_presets`` inside an installed wheel;
+2. ``personalized/_presets`` inside an installed wheel, or inside a copy of the
+   package made by ``personalized install kohya``;
 3. a ``presets`` folder beside the ``personalized`` package folder (a bare
    copy of the plugin with its presets next to it);
 4. the repository's ``presets`` folder (a source checkout).
 
 Its name is its path below that folder without ``.yaml``, for example
-``rvc/FCompass``. Loading validates every value against the optimizer's real
-signature and ranges and names the file, the key and the line of any problem.
-PyYAML is imported only here, when a preset is first read.
+``rvc/FCompass``; a file of your own with the name of a shipped preset replaces
+it. Loading validates every value against the optimizer's real signature and
+ranges (without importing bitsandbytes or prodigyopt) and names the file, the
+key and the line of any problem. A preset file that was found but does not load
+is always an error, never skipped. PyYAML is imported only here, when a preset
+is first read.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .registry import canonical_name, get_optimizer
+from .registry import canonical_name, settings_class
 from .validation import validate
 
 PACKAGE = Path(__file__).resolve().parent
@@ -40,6 +44,10 @@ OPTIONAL = ("name",)
 
 class PresetError(ValueError):
     """A preset file that cannot be used, with the file, the key and the line."""
+
+
+class UnknownPreset(PresetError):
+    """No preset of that name was found."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ def _yaml() -> Any:
         import yaml
     except ImportError as error:
         raise ImportError(
-            "presets need PyYAML: pip install 'personalized-optimizers[presets]' (or pip install pyyaml)"
+            "presets need PyYAML: python -m pip install pyyaml"
         ) from error
     return yaml
 
@@ -94,9 +102,26 @@ def _number(loader: Any, node: Any) -> float | int:
         return float(loader.construct_yaml_float(node))
 
 
+def user_folders() -> list[Path]:
+    """The folders named in ``PERSONALIZED_PRESETS`` that exist."""
+    return [Path(p) for p in os.environ.get("PERSONALIZED_PRESETS", "").split(os.pathsep) if p and Path(p).is_dir()]
+
+
 def search_path() -> list[Path]:
-    extra = [Path(p) for p in os.environ.get("PERSONALIZED_PRESETS", "").split(os.pathsep) if p]
-    return [folder for folder in (*extra, *SEARCH_PATH) if folder.is_dir()]
+    return [*user_folders(), *(folder for folder in SEARCH_PATH if folder.is_dir())]
+
+
+def shipped_folder() -> Path | None:
+    """The folder holding the presets that come with the package, or None when this copy has none."""
+    return next((folder for folder in SEARCH_PATH if folder.is_dir() and any(folder.rglob("*.yaml"))), None)
+
+
+def missing_presets_hint() -> str:
+    """What to do when this copy of the package has no shipped presets (a bare copy of the plugin folder)."""
+    return (
+        f"this copy of the personalized package ({PACKAGE}) has no presets folder: "
+        f"copy the repository's presets folder to {PACKAGE / '_presets'}"
+    )
 
 
 def _files() -> dict[str, Path]:
@@ -112,16 +137,43 @@ def available() -> list[str]:
     return sorted(_files(), key=str.lower)
 
 
-def load(name: str) -> Preset:
-    """The validated preset called ``name`` (case-insensitive). Raises PresetError if unknown."""
-    files = _files()
+def _find(files: dict[str, Path], name: str) -> str | None:
+    """The key of ``files`` that ``name`` means (any case, with or without ``.yaml``)."""
     by_lower = {key.lower(): key for key in files}
-    key = by_lower.get(name.strip().removesuffix(".yaml").lower())
+    return by_lower.get(name.strip().removesuffix(".yaml").lower())
+
+
+def load(name: str) -> Preset:
+    """The validated preset called ``name`` (case-insensitive). Raises UnknownPreset if there is none."""
+    files = _files()
+    key = _find(files, name)
     if key is None:
         close = difflib.get_close_matches(name, list(files), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise PresetError(f"Unknown preset {name!r}.{hint} Run 'personalized presets' to list them.")
+        if shipped_folder() is None:
+            raise UnknownPreset(f"Unknown preset {name!r}: {missing_presets_hint()}.")
+        raise UnknownPreset(f"Unknown preset {name!r}.{hint} Run 'personalized presets' to list them.")
     return load_file(files[key], key)
+
+
+def default_preset(optimizer: str) -> Preset | None:
+    """The ``default/<optimizer>`` preset (canonical name), or None where there is none.
+
+    None also when PyYAML is missing and the preset is a shipped one: the optimizer then
+    gets its constructor defaults. A file of your own in ``PERSONALIZED_PRESETS`` is never
+    skipped: one that does not load raises PresetError naming its file and line
+    (ImportError without PyYAML).
+    """
+    files = _files()
+    key = _find(files, f"default/{optimizer}")
+    if key is None:
+        return None
+    try:
+        return load_file(files[key], key)
+    except ImportError:
+        if any(files[key].is_relative_to(folder) for folder in user_folders()):
+            raise
+        return None
 
 
 def load_file(path: str | Path, name: str | None = None) -> Preset:
@@ -181,7 +233,7 @@ class _Reader:
             optimizer = canonical_name(data["optimizer"])
         except (TypeError, ValueError) as error:
             raise self.fail(f"optimizer: {error}", "optimizer") from None
-        cls = get_optimizer(optimizer)
+        cls = settings_class(optimizer)
         rules = cls.hyperparameter_rules()
         for key in ("description", "advice"):
             if not isinstance(data[key], str) or not data[key].strip():

@@ -3,7 +3,8 @@ matches suggested when a name is unknown.
 
 Optimizers that need an optional package (bitsandbytes, prodigyopt) are
 listed here but imported only when asked for, so ``import personalized``
-needs nothing but torch.
+needs nothing but torch. Their modules import the package only if it is
+installed: :func:`settings_class` reads their settings without it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ class OptionalOptimizer:
     summary: str
 
     def load(self, name: str) -> type:
+        """The class, ready to build; ImportError naming the extra when the package is missing."""
         try:
-            module = importlib.import_module(f"{__package__}.{self.module}")
+            importlib.import_module(self.package)
         except ImportError as error:
             if error.name is None or error.name.split(".")[0] != self.package:
                 raise
@@ -34,7 +36,15 @@ class OptionalOptimizer:
                 f"{name} needs the optional package {self.package!r}: "
                 f"pip install 'personalized-optimizers[{self.extra}]' (or pip install {self.package})"
             ) from error
-        return getattr(module, name)
+        return self.settings(name)
+
+    def settings(self, name: str) -> type:
+        """The class for reading its keywords, defaults and rules, also without the optional package.
+
+        Its module imports the package only if it is there, so presets and exporters can check
+        and print settings; building an optimizer goes through :meth:`load`.
+        """
+        return getattr(importlib.import_module(f"{__package__}.{self.module}"), name)
 
 
 #: Optimizers that need only torch, in catalogue order.
@@ -108,6 +118,19 @@ def get_optimizer(name: str) -> type:
     canonical = canonical_name(name)
     if canonical in OPTIONAL:
         return OPTIONAL[canonical].load(canonical)
+    return OPTIMIZERS[canonical]
+
+
+def settings_class(name: str) -> type:
+    """The class ``name`` names, for reading its keywords, defaults and rules only.
+
+    Unlike :func:`get_optimizer` it does not need the optional package (bitsandbytes,
+    prodigyopt) of AdamW8bitKahan and Prodigy: presets are validated and exported
+    without it. Build optimizers with :func:`get_optimizer`.
+    """
+    canonical = canonical_name(name)
+    if canonical in OPTIONAL:
+        return OPTIONAL[canonical].settings(canonical)
     return OPTIMIZERS[canonical]
 
 

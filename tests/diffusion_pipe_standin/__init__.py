@@ -4,8 +4,8 @@ Written from reading their ``train.py`` and ``optimizers/gradient_release.py``
 (tdrussell/diffusion-pipe 8f83dbf25d03, 2026-08-20; geocine/diffusion-chroma
 bb150b8d7eb6, 2025-06-01); none of their code is copied. Both trainers:
 
-* read the config with ``toml`` and round-trip it through JSON, so TOML arrays
-  (``betas``) arrive as Python lists;
+* read the config with the ``toml`` package and round-trip it through JSON, so
+  TOML arrays (``betas``) arrive as Python lists;
 * match ``[optimizer] type`` lower-cased against their own table first, and
   otherwise take ``getattr(pytorch_optimizer, type)`` with the type as written;
 * pass every other key of ``[optimizer]`` except ``type`` and
@@ -19,7 +19,14 @@ bb150b8d7eb6, 2025-06-01); none of their code is copied. Both trainers:
   config's own list, build ``klass([p], **kwargs)`` per parameter (taking ``lr``
   from the group when groups are dicts), make ``p.add_`` write ``.data``, and
   step + zero_grad each from a post-accumulate-grad hook. The wrapper handed to
-  DeepSpeed has no-op ``step``/``zero_grad`` and ``state_dict = {i: sub.state_dict()}``.
+  DeepSpeed has no-op ``step``/``zero_grad`` and ``state_dict = {i: sub.state_dict()}``;
+* schedule: ``ConstantLR(factor=1.0)``, behind a ``LinearLR`` warm-up from
+  ``1/warmup_steps`` in a ``SequentialLR`` when ``warmup_steps`` is set;
+* log, every ``logging_steps``: ``train/prodigy_d`` (the mean of the groups' ``d``) for a
+  class named ``Prodigy``; for one named ``Automagic`` (diffusion-pipe only; Chroma's
+  train.py has the function but does not call it) ``optimizer._get_lr(group, state)``
+  of every parameter, stacked with ``torch.stack`` into ``train/automagic_lrs`` and its
+  mean ``train/automagic_avg_lr``, both logged only when that mean is above 0.
 """
 
 from __future__ import annotations
@@ -33,12 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import toml
 import torch
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 TRAINERS = ("diffusion-pipe", "chroma")
 
@@ -94,7 +97,7 @@ class BuiltIn:
 
 def read_config(text: str) -> dict[str, Any]:
     """A TOML config as the trainers hold it: parsed, then round-tripped through JSON."""
-    return json.loads(json.dumps(tomllib.loads(text)))
+    return json.loads(json.dumps(toml.loads(text)))
 
 
 def lookup(optim_config: dict[str, Any], trainer: str, global_batch_size: int = 1) -> tuple[Any, dict[str, Any]]:
@@ -245,6 +248,37 @@ def prodigy_d(optimizer: torch.optim.Optimizer) -> float:
     return sum(group["d"] for group in optimizer.param_groups) / len(optimizer.param_groups)
 
 
+def automagic_lrs(optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """diffusion-pipe's ``_get_automagic_lrs``: every parameter's ``_get_lr``, stacked, and their mean."""
+    lrs = torch.stack(
+        [optimizer._get_lr(group, optimizer.state[p]) for group in optimizer.param_groups for p in group["params"]]
+    )  # type: ignore[attr-defined]
+    return lrs, lrs.mean()
+
+
+def logged(trainer: str, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """What the trainer logs about the optimizer at a logging step (tag: value)."""
+    values: dict[str, Any] = {}
+    if type(optimizer).__name__ == "Prodigy":
+        values["train/prodigy_d"] = prodigy_d(optimizer)
+    if trainer == "diffusion-pipe" and type(optimizer).__name__ in ("Automagic", "GenericOptim"):
+        lrs, avg_lr = automagic_lrs(optimizer)
+        if avg_lr > 0:
+            values["train/automagic_lrs"], values["train/automagic_avg_lr"] = lrs, avg_lr
+    return values
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+    """The trainers' schedule with ``lr_scheduler = "constant"`` (their default), after an optional warm-up."""
+    scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+    if warmup_steps > 0:
+        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup_steps, total_iters=warmup_steps)
+        scheduler = torch.optim.lr_scheduler.SequentialLR(
+            optimizer, schedulers=[warmup, scheduler], milestones=[warmup_steps]
+        )
+    return scheduler
+
+
 # -- the real closure, read from a checkout at test time (nothing of it is stored here) -------------
 
 #: Environment variables naming a checkout of each trainer; tests against the real code skip without them.
@@ -273,9 +307,6 @@ def real_get_optimizer(
 
     The checkout folder must be on ``sys.path`` (its ``optimizers`` package is imported).
     """
-    script = checkout / "train.py"
-    tree = ast.parse(script.read_text(encoding="utf-8"))
-    node = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "get_optimizer")
     model = types.SimpleNamespace(get_param_groups=lambda params: param_groups(trainer, params, lrs))
     namespace: dict[str, Any] = {
         "config": config,
@@ -288,5 +319,13 @@ def real_get_optimizer(
         "torch": torch,
         "inspect": inspect,
     }
+    return real_function(checkout, "get_optimizer", namespace)
+
+
+def real_function(checkout: Path, name: str, namespace: dict[str, Any]) -> Callable[..., Any]:
+    """The function ``name`` of the checkout's train.py (found at any depth), defined in ``namespace``."""
+    script = checkout / "train.py"
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == name)
     exec(compile(ast.Module(body=[node], type_ignores=[]), str(script), "exec"), namespace)
-    return namespace["get_optimizer"]
+    return namespace[name]

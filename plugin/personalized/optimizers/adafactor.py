@@ -10,6 +10,9 @@ from ..base import PersonalizedOptimizer, StateInit, float32_zeros, hyperparamet
 from ..blocks import adafactor_normalize_, rms_by_norm, second_moment_state
 from ..validation import NON_NEGATIVE, POSITIVE, Flag, Number, Numbers, Rule
 
+#: The relative step is ``min(RELATIVE_STEP_LR, 1/sqrt(t))``: this lr for the first 10,000 steps.
+RELATIVE_STEP_LR = 1e-2
+
 
 class EnhancedAdafactor(PersonalizedOptimizer):
     """EnhancedAdafactor: Hugging Face Adafactor (factored second moment) with stochastic rounding for bf16.
@@ -98,7 +101,7 @@ class EnhancedAdafactor(PersonalizedOptimizer):
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         size = group["lr"]
         if group["relative_step"]:
-            size = min(1e-6 * step if group["warmup_init"] else 1e-2, 1.0 / math.sqrt(step))
+            size = min(1e-6 * step if group["warmup_init"] else RELATIVE_STEP_LR, 1.0 / math.sqrt(step))
         return {"size": size, "beta2": 1.0 - math.pow(step, group["decay_rate"])}
 
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:

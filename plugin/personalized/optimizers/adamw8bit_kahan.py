@@ -5,7 +5,6 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-import bitsandbytes.functional as bnbf
 import torch
 from torch import Tensor
 
@@ -13,13 +12,18 @@ from ..base import PersonalizedOptimizer, StateInit, hyperparameters
 from ..blocks import rms
 from ..validation import COUNT, Flag, Number, Rule
 
+try:
+    import bitsandbytes.functional as bnbf
+except ImportError:  # the class still describes its settings (presets); the registry builds it only with bitsandbytes
+    bnbf = None
+
 #: Elements per absmax block of the 8-bit state, as in bitsandbytes' AdamW8bit.
 BLOCK_SIZE = 256
 
 #: bitsandbytes' dynamic quantisation maps: signed for m, unsigned for v. Built
 #: once at import, because building one reads tensors back to the host.
-SIGNED_MAP = bnbf.create_dynamic_map(signed=True)
-UNSIGNED_MAP = bnbf.create_dynamic_map(signed=False)
+SIGNED_MAP = bnbf.create_dynamic_map(signed=True) if bnbf else None
+UNSIGNED_MAP = bnbf.create_dynamic_map(signed=False) if bnbf else None
 
 #: Keywords kept so that configs written for bitsandbytes still load, with the
 #: only values supported and why.

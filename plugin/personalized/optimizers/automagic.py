@@ -60,6 +60,10 @@ class Automagic(PersonalizedOptimizer):
           ``no_grad``); no host synchronisation (the int8 scale stays a tensor).
         * ``compile=True`` compiles the update on GPUs only: on the CPU the
           compiled code is slower than eager (int8 and bool state).
+        * Kept: ``_get_lr(group, state)``, which diffusion-pipe's logging calls.
+          Changed: before a parameter's first step (or when parameter swapping
+          froze it) it returns a zero tensor where the original returned the
+          float 0.0, which made ``torch.stack`` in that logging fail.
         * Changed: gradients are left in ``p.grad`` (the original moved them
           into a private buffer with a backward hook); the second moment is
           float32 from the first step; ``min_lr``, ``max_lr`` and ``lr_bump``
@@ -85,6 +89,8 @@ class Automagic(PersonalizedOptimizer):
             "shift",
         }
     )
+    #: Every stepped parameter has these (an EnhancedAdafactor state, whose other keys are ours, has not).
+    required_state_keys: ClassVar[frozenset[str]] = frozenset({"lr_mask", "last_polarity"})
 
     rule_overrides: ClassVar[Mapping[str, Rule]] = {
         "min_lr": NON_NEGATIVE,
@@ -130,6 +136,18 @@ class Automagic(PersonalizedOptimizer):
                 "expected min_lr <= max_lr"
             )
 
+    @staticmethod
+    def _get_lr(param_group: dict[str, Any], param_state: Mapping[str, Any]) -> Tensor:
+        """One parameter's mean per-element lr, as a 0-dim float32 tensor (0 before its first step).
+
+        The original's name and arguments: diffusion-pipe's train.py calls it on every
+        parameter of an optimizer class named ``Automagic``, stacks the values with
+        ``torch.stack`` and logs them as ``train/automagic_lrs`` and ``train/automagic_avg_lr``.
+        """
+        if "avg_lr" in param_state:
+            return param_state["avg_lr"]
+        return torch.zeros((), device=param_group["params"][0].device)
+
     def swap_parameters(self, share: float) -> None:
         """Keep a random ``share`` of all parameter elements trainable; freeze the rest."""
         params = [p for group in self.param_groups for p in group["params"]]
@@ -154,8 +172,10 @@ class Automagic(PersonalizedOptimizer):
 
     @staticmethod
     def _stepped_params(group: dict[str, Any]) -> list[Tensor]:
-        """Also skips parameters frozen by parameter swapping."""
-        return [p for p in PersonalizedOptimizer._stepped_params(group) if p.requires_grad]
+        """Also skips parameters frozen by parameter swapping (not tensors that can never require
+        grad, such as integer ones: the step's check phase refuses those)."""
+        stepped = PersonalizedOptimizer._stepped_params(group)
+        return [p for p in stepped if p.requires_grad or not p.is_floating_point()]
 
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
         if "lr_mask" not in state:

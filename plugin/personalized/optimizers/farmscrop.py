@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, ones, zeros
-from ..blocks import add_scaled_, addcmul_scaled_, centralize, compass, rms_cap, soft_beta
+from ..blocks import add_scaled_, addcmul_scaled_, centralize, compass, rms_cap, soft_beta, square_safe
 
 
 class FARMSCrop(PersonalizedOptimizer):
@@ -69,7 +69,7 @@ class FARMSCrop(PersonalizedOptimizer):
         fim, momentum = state["fim"], state["momentum"]
         previous_grad, diff_fim = state["previous_grad"], state["grad_diff_fim"]
 
-        grad_diff = (grad + previous_grad) * group["diff_mult"]
+        grad_diff = square_safe((grad + previous_grad) * group["diff_mult"])
         diff_fim.mul_(beta1).addcmul_(grad_diff, grad_diff, value=1 - beta1)
         diff_base = diff_fim.sqrt().add_(eps)
 

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
-from ..blocks import ATAN2_SCALE, add_scaled_, cautious_floor, item_ndim, orthogonalize_guarded
+from ..blocks import ATAN2_SCALE, add_scaled_, cautious_floor, item_ndim, orthogonalize_guarded, square_safe
 from ..resets import persona_clock, reset_now
 
 
@@ -83,6 +83,7 @@ class PersonaOptimizer(PersonalizedOptimizer):
         return inits
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        grad = square_safe(grad)
         if group["orthograd"] and item_ndim(p) >= 2:
             return orthogonalize_guarded(p, grad, self.defaults["eps"])
         return grad

@@ -8,13 +8,18 @@ from collections.abc import Callable, Iterable, Iterator
 from numbers import Real
 from typing import Any, ClassVar
 
-import prodigyopt
 import torch
 from torch import Tensor
 
 from ..base import LOW_PRECISION, PersonalizedOptimizer, hyperparameters
 from ..blocks import copy_stochastic_
+from ..checks import refuse_meta
 from ..validation import BETA, POSITIVE, Flag, Number, Rule
+
+try:
+    from prodigyopt import Prodigy as ProdigyOpt
+except ImportError:  # the class still describes its settings (presets); the registry builds it only with prodigyopt
+    ProdigyOpt = torch.optim.Optimizer
 
 #: The state tensors prodigyopt updates in place (it only reads ``p0``).
 UPDATED_STATE = ("exp_avg", "exp_avg_sq", "s")
@@ -31,7 +36,7 @@ class NumberOrInf(Number):
         return (isinstance(value, Real) and value == math.inf) or super().accepts(value)
 
 
-class _KeywordProdigy(prodigyopt.Prodigy):
+class _KeywordProdigy(ProdigyOpt):
     """``prodigyopt.Prodigy`` taking its keywords as the one dict PersonalizedOptimizer passes on."""
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
@@ -119,7 +124,9 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
           ``p.grad`` in place; the caller's gradient is no longer modified.
         * Changed: hyperparameters are validated. The constructor's lr must be
           > 0 (prodigyopt's rule); a param group may use lr=0. Sparse
-          gradients are refused with a clear error. The closure runs with
+          gradients, complex and integer parameters and meta-device
+          parameters (d is computed from values on the host) are refused
+          with a clear error before anything changes. The closure runs with
           grad enabled.
     """
 
@@ -191,6 +198,7 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_step([p for group in self.param_groups for p in group["params"] if p.grad is not None])
         with contextlib.ExitStack() as loans:
             for group in self.param_groups:
                 for p in group["params"]:
@@ -201,10 +209,14 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
             _publish_d_lr(group)
         return loss
 
+    def _check_step(self, params: Iterable[Tensor]) -> None:
+        """Also refuses meta-device parameters: prodigyopt reads values on the host."""
+        params = list(params)
+        super()._check_step(params)
+        refuse_meta(type(self).__name__, self.param_groups, params, "Prodigy computes its step size d on the host")
+
     def _lend(self, p: Tensor, group: dict[str, Any]) -> contextlib.AbstractContextManager[None]:
         """What ``p`` needs while prodigyopt's step works on it."""
-        if p.grad.is_sparse:
-            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         if p.dtype in LOW_PRECISION:
             return self._float32_working_copy(p)
         if group["weight_decay"] != 0 and not group["decouple"]:
@@ -254,7 +266,7 @@ def _rounded(value: Tensor, dtype: torch.dtype) -> Tensor:
 
 def _prodigyopt_step(optimizer: Prodigy) -> None:
     """prodigyopt's own step, without the hooks torch wraps around a class's ``step`` (ours already ran them)."""
-    inspect.unwrap(prodigyopt.Prodigy.step)(optimizer)
+    inspect.unwrap(ProdigyOpt.step)(optimizer)
 
 
 def _publish_d_lr(group: dict[str, Any]) -> None:

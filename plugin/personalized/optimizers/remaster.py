@@ -16,6 +16,7 @@ from ..blocks import (
     item_norm,
     orthogonalize,
     rms,
+    square_safe,
 )
 from ..resets import atan2_adopt_scalars, interval_clock
 
@@ -83,6 +84,7 @@ class REMASTER(PersonalizedOptimizer):
         return {"ema": zeros, "ema_squared": zeros}
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        grad = square_safe(grad)
         if group["orthograd"] and item_ndim(p) >= 2:
             return orthogonalize(p, grad, norm_floor=1e-3)
         return grad

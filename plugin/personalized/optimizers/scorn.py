@@ -17,6 +17,7 @@ from ..blocks import (
     rms,
     scion_init,
     scion_lmo,
+    square_safe,
 )
 from ..resets import atan2_adopt_scalars, interval_clock
 
@@ -95,6 +96,7 @@ class SCORN(PersonalizedOptimizer):
         return inits
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        grad = square_safe(grad)
         if group["orthograd"] and item_ndim(p) >= 2:
             return orthogonalize(p, grad, norm_floor=1e-6)
         return grad

@@ -2,7 +2,11 @@
 
 ``TrainSampler`` has the real constructor and the real optimizer calls: every
 ``grad_acc`` forward/backward passes, ``optimizer.step()`` without a closure,
-then a bare ``optimizer.zero_grad()``.
+then a bare ``optimizer.zero_grad()``. ``bucket_latents`` is the bucket mode of
+ComfyUI 0.8 (the ``bucket_mode`` input of its Train LoRA node): a list of
+``(Bi, C, Hi, Wi)`` batches, one per resolution; each pass picks a bucket with a
+probability proportional to its size, then up to ``batch_size`` images of it, whose
+captions are found at the bucket's offset in the flattened conditioning list.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class TrainSampler(comfy.samplers.Sampler):
         seed=0,
         training_dtype=torch.bfloat16,
         real_dataset=None,
+        bucket_latents=None,
     ):
         self.loss_fn = loss_fn
         self.optimizer = optimizer
@@ -36,6 +41,7 @@ class TrainSampler(comfy.samplers.Sampler):
         self.seed = seed
         self.training_dtype = training_dtype
         self.real_dataset = real_dataset
+        self.bucket_latents = bucket_latents
 
     def fwd_bwd(self, model_wrap, sigmas, noise, latent, cond, indices, extra_args, bwd=True):
         sampling = model_wrap.inner_model.model_sampling
@@ -61,7 +67,17 @@ class TrainSampler(comfy.samplers.Sampler):
         for i in range(self.total_steps):
             noisegen = Noise_RandomNoise(self.seed + i * 1000)
             indices = torch.randperm(dataset_size)[: self.batch_size].tolist()
-            if self.real_dataset is None:
+            if self.bucket_latents is not None:
+                sizes = torch.tensor([len(bucket) for bucket in self.bucket_latents], dtype=torch.float32)
+                chosen = torch.multinomial(sizes, 1).item()
+                offset = int(sizes[:chosen].sum().item())
+                within = torch.randperm(len(self.bucket_latents[chosen]))[: self.batch_size].tolist()
+                latent = self.bucket_latents[chosen][within].to(latent_image)
+                batch_noise = noisegen.generate_noise({"samples": latent})
+                batch_sigmas = self._sigmas(model_wrap, len(within), latent.device)
+                absolute = [offset + index for index in within]
+                loss = self.fwd_bwd(model_wrap, batch_sigmas, batch_noise, latent, cond, absolute, extra_args)
+            elif self.real_dataset is None:
                 latent = torch.stack([latent_image[j] for j in indices])
                 batch_noise = noisegen.generate_noise({"samples": latent})
                 batch_sigmas = self._sigmas(model_wrap, len(indices), latent.device)

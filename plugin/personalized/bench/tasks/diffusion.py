@@ -32,34 +32,42 @@ class VelocityMLP(nn.Module):
         )
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        angles = t[:, None] * self.frequencies
-        return self.net(torch.cat([x_t, angles.sin(), angles.cos()], dim=1))
+        return self.net(torch.cat([x_t, time_features(t, self.frequencies)], dim=1))
+
+
+def time_features(t: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    """Sinusoidal features of the times ``t`` (one per sample): the sines, then the cosines, of ``t * frequencies``."""
+    angles = t[:, None] * frequencies
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 def flow_matching_loss(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """MSE between the predicted and the true velocity ``noise - x0`` at ``x_t``."""
-    x_t = (1 - t[:, None]) * x0 + t[:, None] * noise
+    """MSE between the predicted and the true velocity ``noise - x0`` at ``x_t``.
+
+    ``x0`` and ``noise`` are batches of any shape (flat vectors or images); ``t`` has one time per sample.
+    """
+    t_x = t.view(-1, *[1] * (x0.dim() - 1))  # broadcast over each sample's values
+    x_t = (1 - t_x) * x0 + t_x * noise
     return F.mse_loss(model(x_t, t), noise - x0)
 
 
-class DigitsFlowMatching(Problem):
-    """Flow-matching training of :class:`VelocityMLP` on all ten digit classes.
+class FlowMatching(Problem):
+    """Flow-matching training of ``model``'s trainable parameters on the samples ``train_x``.
 
-    The evaluation loss uses the held-out images with a fixed draw of ``t``
-    and noise, so it is deterministic.
+    The evaluation loss uses the held-out samples ``test_x`` with a fixed draw
+    of ``t`` and noise, so it is deterministic. The seed sets the minibatches
+    and the training draws of ``t`` and noise.
     """
 
-    def __init__(self, seed: int, batch_size: int = 128) -> None:
-        data = digits.split()
-        self.train_x = data.train_images.flatten(1) * 2 - 1
-        self.test_x = data.test_images.flatten(1) * 2 - 1
+    def __init__(
+        self, model: nn.Module, train_x: torch.Tensor, test_x: torch.Tensor, seed: int, batch_size: int
+    ) -> None:
+        self.model, self.train_x, self.test_x = model, train_x, test_x
+        self.params = [p for p in model.parameters() if p.requires_grad]
         fixed = torch.Generator().manual_seed(1234)
-        self.test_t = torch.rand(len(self.test_x), generator=fixed)
-        self.test_noise = torch.randn(self.test_x.shape, generator=fixed)
-        torch.manual_seed(seed)
-        self.model = VelocityMLP()
-        self.params = list(self.model.parameters())
-        self.batches = digits.Batches(len(self.train_x), batch_size, generator(seed, 1))
+        self.test_t = torch.rand(len(test_x), generator=fixed)
+        self.test_noise = torch.randn(test_x.shape, generator=fixed)
+        self.batches = digits.Batches(len(train_x), batch_size, generator(seed, 1))
         self.stream = generator(seed, 2)
 
     def train_loss(self, step: int) -> torch.Tensor:
@@ -71,6 +79,18 @@ class DigitsFlowMatching(Problem):
     def eval_loss(self) -> float:
         with torch.no_grad():
             return float(flow_matching_loss(self.model, self.test_x, self.test_t, self.test_noise))
+
+
+class DigitsFlowMatching(FlowMatching):
+    """Flow-matching training of :class:`VelocityMLP` on all ten digit classes, flattened to 64 values."""
+
+    def __init__(self, seed: int, batch_size: int = 128) -> None:
+        data = digits.split()
+        torch.manual_seed(seed)
+        model = VelocityMLP()
+        super().__init__(
+            model, data.train_images.flatten(1) * 2 - 1, data.test_images.flatten(1) * 2 - 1, seed, batch_size
+        )
 
 
 TASK = Task(

@@ -2,12 +2,14 @@
 
 ``TrainOptimizerConfig`` keeps the fields the integration can map (and a few it must leave
 alone), with OneTrainer's defaults, types and nullability. ``TrainConfig`` keeps what
-``create_optimizer`` and ``parameters_for_optimizer`` read.
+``create_optimizer``, ``parameters_for_optimizer`` and the fused back pass read, what a preset
+sets besides the optimizer (model type, base model), and OneTrainer's ``config_version`` 11.
 """
 
 from typing import Any
 
 from modules.util.config.BaseConfig import BaseConfig
+from modules.util.enum.ModelType import ModelType
 from modules.util.enum.Optimizer import Optimizer
 from modules.util.enum.TrainingMethod import TrainingMethod
 
@@ -68,6 +70,9 @@ class TrainModelPartConfig(BaseConfig):
 
 
 class TrainConfig(BaseConfig):
+    def __init__(self, data: list[tuple[str, Any, Any, bool]]) -> None:
+        super().__init__(data, config_version=11, config_migrations={})
+
     def model_part_configs(self) -> list[TrainModelPartConfig]:
         return [self.unet, self.text_encoder]
 
@@ -75,7 +80,10 @@ class TrainConfig(BaseConfig):
     def default_values() -> "TrainConfig":
         data: list[tuple[str, Any, Any, bool]] = [
             ("training_method", TrainingMethod.FINE_TUNE, TrainingMethod, False),
+            ("model_type", ModelType.STABLE_DIFFUSION_15, ModelType, False),
+            ("base_model_name", "stable-diffusion-v1-5/stable-diffusion-v1-5", str, False),
             ("learning_rate", 3e-6, float, False),
+            ("clip_grad_norm", 1.0, float, True),
             ("unet", TrainModelPartConfig.default_values(), TrainModelPartConfig, False),
             ("text_encoder", TrainModelPartConfig.default_values(), TrainModelPartConfig, False),
             ("optimizer", TrainOptimizerConfig.default_values(), TrainOptimizerConfig, False),
