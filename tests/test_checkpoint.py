@@ -220,3 +220,19 @@ def test_own_checkpoint_from_an_older_version_gets_missing_settings() -> None:
     restored = personalized.FCompass(params)
     restored.load_state_dict(saved)
     assert restored.param_groups[0]["centralization"] == 1.0
+
+
+def test_an_unmarked_enhanced_adafactor_checkpoint_does_not_pass_for_automagics() -> None:
+    """Its state keys are all Automagic's, but it lacks Automagic's lr mask: its lr=None is not taken over."""
+    import personalized
+
+    saved = trained("EnhancedAdafactor", {})
+    del saved["optimizer"]
+    params = make_params()
+    automagic = personalized.Automagic(params)
+    with pytest.warns(UserWarning, match="holds another optimizer.s state .no last_polarity, no lr_mask"):
+        automagic.load_state_dict(saved)
+    assert automagic.param_groups[0]["lr"] == 1e-6
+    fill_grads(params, 1)
+    automagic.step()
+    assert all(torch.isfinite(p).all() for p in params)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shlex
+from pathlib import Path
 
 import pytest
 import tomllib
 
 import personalized
+from personalized import presets
 from personalized.cli import main
 
 from conftest import make_params
@@ -114,3 +117,23 @@ def test_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], arg
     _, err = capsys.readouterr()
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_no_command_shows_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert code == 2 and not out
+    for command, meaning in (("list", "list every optimizer"), ("presets", "list the presets"), ("install", "enable")):
+        assert re.search(rf"^ +{command} +{meaning}", err, flags=re.M)
+    assert "the following arguments are required" not in err
+
+
+def test_presets_without_a_presets_folder_say_where_to_put_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(presets, "SEARCH_PATH", (tmp_path / "nowhere",))
+    monkeypatch.delenv("PERSONALIZED_PRESETS", raising=False)
+    code, out, err = run(capsys, "presets")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1
+    assert f"copy the repository's presets folder to {presets.PACKAGE / '_presets'}" in err
+    code, _, err = run(capsys, "presets", "show", "rvc/FCompass")
+    assert code == 2 and str(presets.PACKAGE / "_presets") in err

@@ -146,3 +146,25 @@ def test_bad_guard_settings_are_clear_errors() -> None:
         personalized.NaNGuard(personalized.FCompass(make_params()), patience=0)
     with pytest.raises(TypeError, match=r"wraps a torch\.optim\.Optimizer"):
         personalized.NaNGuard(object())  # type: ignore[arg-type]
+
+
+def test_meta_parameters_are_refused_with_a_clear_message() -> None:
+    p = torch.nn.Parameter(torch.randn(4, 4, device="meta"))
+    p.grad = torch.randn(4, 4, device="meta")
+    guard = personalized.NaNGuard(personalized.FCompass([p]))
+    with pytest.raises(ValueError, match="NaN guard of FCompass: parameter 0 of param group 0 is on the meta device"):
+        guard.step()
+
+
+def test_sparse_gradients_are_checked_for_an_optimizer_that_takes_them() -> None:
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    guard = personalized.NaNGuard(torch.optim.SparseAdam(embedding.parameters(), lr=0.1))
+    embedding(torch.tensor([1, 2])).sum().backward()
+    before = embedding.weight.detach().clone()
+    guard.step()
+    assert not torch.equal(before, embedding.weight) and guard.skipped_steps == 0
+    guard.zero_grad()
+    (embedding(torch.tensor([3])).sum() * float("nan")).backward()
+    before = embedding.weight.detach().clone()
+    guard.step()
+    assert torch.equal(before, embedding.weight) and guard.skipped_steps == 1

@@ -9,9 +9,8 @@ Python environment::
     python -m pip install /path/to/personalized-optimizers pytorch-optimizer
     personalized install diffusion-pipe        # or: personalized install chroma (same hook)
 
-(``/path/to/personalized-optimizers`` is a clone of the repository)
-
-then write ``type = "Personalized<ClassName>"`` in ``[optimizer]`` (for example
+(``/path/to/personalized-optimizers`` is a clone of the repository), then write
+``type = "Personalized<ClassName>"`` in ``[optimizer]`` (for example
 ``PersonalizedFCompass``, ``PersonalizedSCORN``, ``PersonalizedProdigy``);
 ``personalized export chroma/scorn --to toml`` prints a ready table. Undo it
 with ``personalized uninstall diffusion-pipe``.

@@ -242,9 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="personalized",
         description="Niche PyTorch optimizers for LoRA and small models.",
-        epilog="'personalized COMMAND -h' shows a command's arguments.",
+        epilog="'personalized <command> -h' shows a command's arguments.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, title="commands")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, title="commands", metavar="command"
+    )
     commands.add_parser("list", help="list every optimizer with a one-line description").set_defaults(run=_list)
     show = commands.add_parser("show", help="an optimizer's hyperparameters, defaults and quirks")
     show.add_argument("name", help="optimizer name (any case)")

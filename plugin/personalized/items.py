@@ -52,7 +52,7 @@ def batches(params: Sequence[Tensor], states: Any, together: bool) -> list[list[
         return [[p] for p in params]
     groups: dict[tuple[Any, ...], list[Tensor]] = {}
     for p in params:
-        groups.setdefault(batch_key(p, states[p]), []).append(p)
+        groups.setdefault(batch_key(p, states.get(p, {})), []).append(p)
     result = []
     for members in groups.values():
         size = max(1, FOREACH_MAX_ELEMENTS // members[0].numel())

@@ -42,6 +42,12 @@ def warn(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=5)
 
 
+def grad_is_finite(grad: Tensor) -> Tensor:
+    """Whether every value of ``grad`` is finite, as a 0-dim tensor (a sparse gradient's stored values:
+    the optimizer says for itself whether it takes sparse gradients)."""
+    return torch.isfinite(grad.coalesce().values() if grad.is_sparse else grad).all()
+
+
 class StepGuard:
     """What a NaN guard knows and decides, for one optimizer.
 
@@ -92,7 +98,7 @@ class StepGuard:
         """Whether the next ``step()`` may run; a refused step is counted (the one host sync of the step)."""
         params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         self._refuse_meta(params)
-        checks = [torch.isfinite(p.grad).all() for p in params]
+        checks = [grad_is_finite(p.grad) for p in params]
         if checks and getattr(self.optimizer, "per_parameter_update", False):
             checks.append(self.optimizer.update_is_finite())
         if not checks or bool(torch.stack(checks).all()):
@@ -112,7 +118,7 @@ class StepGuard:
             self._round_skipped = False
         self._round.add(id(p))
         self._refuse_meta([p])
-        checks = [torch.isfinite(p.grad).all()]
+        checks = [grad_is_finite(p.grad)]
         if getattr(self.optimizer, "per_parameter_update", False):
             checks.append(self.optimizer.update_is_finite([p]))
         if bool(torch.stack(checks).all()):

@@ -75,9 +75,7 @@ def _yaml() -> Any:
     try:
         import yaml
     except ImportError as error:
-        raise ImportError(
-            "presets need PyYAML: python -m pip install pyyaml"
-        ) from error
+        raise ImportError("presets need PyYAML: python -m pip install pyyaml") from error
     return yaml
 
 

@@ -76,6 +76,7 @@ from .. import __version__
 from .analysis import TIE, TOLERANCE, Overall, Summary, overall, summarize_task
 from .contenders import ADAMW
 from .runner import SeedRun, SuiteResult, TaskResult
+from .sweep import Protocol
 
 SCHEMA = "personalized-bench"
 SCHEMA_VERSION = 2
@@ -129,7 +130,7 @@ def _contender_json(task_result: TaskResult, summary: Summary) -> dict[str, Any]
         "wall_time_s": summary.wall_time_s,
         "state_bytes": summary.state_bytes,
         "settings": summary.settings,
-        "runs": [_run_json(run, run in summary.best_runs) for run in result.runs],
+        "runs": [_run_json(run, any(run is best for best in summary.best_runs)) for run in result.runs],
     }
 
 
@@ -283,7 +284,7 @@ def _row(summary: Summary) -> tuple[str, ...]:
     )
 
 
-def rows(task_result: TaskResult, protocol: Any) -> list[tuple[str, ...]]:
+def rows(task_result: TaskResult, protocol: Protocol) -> list[tuple[str, ...]]:
     """The task's table rows, lowest loss at the best lr first; contenders with no finished lr last."""
 
     def order(summary: Summary) -> tuple[bool, float]:
@@ -295,7 +296,7 @@ def rows(task_result: TaskResult, protocol: Any) -> list[tuple[str, ...]]:
     return table
 
 
-def grid_rows(task_result: TaskResult, protocol: Any) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+def grid_rows(task_result: TaskResult, protocol: Protocol) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """The loss at every lr of the grid, a row per contender: mean loss, ``NaN k/n``, ``error`` or blank."""
     lrs = list(protocol.grid)
     header = ("optimizer", *(_lr(lr) for lr in lrs), "adaptive")
@@ -331,7 +332,7 @@ def _aligned(header: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
     ]
 
 
-def text_table(task_result: TaskResult, protocol: Any) -> str:
+def text_table(task_result: TaskResult, protocol: Protocol) -> str:
     """The task's table as aligned plain text (the label left, numbers right)."""
     body = rows(task_result, protocol)
     header = HEADER[: len(body[0])] if body else HEADER
@@ -346,7 +347,7 @@ def _markdown(header: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]
     ]
 
 
-def markdown_table(task_result: TaskResult, protocol: Any) -> str:
+def markdown_table(task_result: TaskResult, protocol: Protocol) -> str:
     """The task's tables in Markdown: the summary at the best lr, then the loss at every lr."""
     body = rows(task_result, protocol)
     header = HEADER[: len(body[0])] if body else HEADER

@@ -1,4 +1,4 @@
-"""The bench's tasks, one module per family: landscapes, classifier, diffusion, lora.
+"""The bench's tasks, one module per family: landscapes, classifier, diffusion, lora, denoiser.
 
 Each task is small, seeded and deterministic on the CPU; the ones on
 digits use scikit-learn's bundled images (nothing is downloaded).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 
-from . import classifier, diffusion, landscapes, lora
+from . import classifier, denoiser, diffusion, landscapes, lora
 from .base import Problem, Task
 
 __all__ = ["QUICK", "TASKS", "Problem", "Task", "get_task"]
@@ -16,7 +16,14 @@ __all__ = ["QUICK", "TASKS", "Problem", "Task", "get_task"]
 #: Every task, by name, in the order the suite runs and reports them.
 TASKS: dict[str, Task] = {
     task.name: task
-    for task in (landscapes.QUADRATIC, landscapes.ROSENBROCK, classifier.TASK, diffusion.TASK, lora.TASK)
+    for task in (
+        landscapes.QUADRATIC,
+        landscapes.ROSENBROCK,
+        classifier.TASK,
+        diffusion.TASK,
+        lora.TASK,
+        denoiser.TASK,
+    )
 }
 
 #: The tasks ``personalized bench`` runs by default.

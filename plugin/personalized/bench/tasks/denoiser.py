@@ -41,7 +41,7 @@ def images(pixels: torch.Tensor) -> torch.Tensor:
 def modulate(h: torch.Tensor, scale_shift: torch.Tensor) -> torch.Tensor:
     """``h * (1 + scale) + shift`` per sample and channel; ``scale_shift`` is ``(N, 2C)``: the scales, then the shifts."""
     scale, shift = scale_shift[:, :, None, None].chunk(2, dim=1)
-    return h * (1 + scale) + shift
+    return torch.addcmul(shift, h, 1 + scale)
 
 
 class Denoiser(nn.Module):
@@ -65,15 +65,14 @@ class Denoiser(nn.Module):
         self.modulation = nn.Linear(embedding, 2 * channels + 4 * channels)
         self.conv_in = nn.Conv2d(4, channels, 3, padding=1)
         self.down = nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1)
-        self.up = nn.Conv2d(2 * channels, 4 * channels, 1)
-        self.conv_out = nn.Conv2d(channels, 4, 3, padding=1)
+        self.conv_out = nn.Conv2d(3 * channels, 4, 3, padding=1)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         embedding = F.silu(self.time(time_features(t, self.frequencies)))
         outer, inner = self.modulation(embedding).split([2 * self.channels, 4 * self.channels], dim=1)
         skip = F.silu(modulate(self.conv_in(F.pixel_unshuffle(x_t, 2)), outer))
         h = F.silu(modulate(self.down(skip), inner))
-        h = F.silu(skip + F.pixel_shuffle(self.up(h), 2))
+        h = torch.cat([skip, F.interpolate(h, scale_factor=2.0, mode="nearest")], dim=1)
         return F.pixel_shuffle(self.conv_out(h), 2)
 
 
@@ -104,13 +103,17 @@ class LoRAConv2d(nn.Module):
         return F.conv2d(x, weight.view_as(base.weight), base.bias, base.stride, base.padding, base.dilation)
 
 
-def add_adapters(model: nn.Module, rank: int, alpha: float, stream: torch.Generator) -> nn.Module:
-    """``model`` with each of its convolutions and linear layers wrapped, in place, in an adapter."""
+def add_adapters(model: Denoiser, rank: int, alpha: float, stream: torch.Generator) -> Denoiser:
+    """``model``, frozen, with its convolutions and its time modulation wrapped, in place, in adapters.
+
+    As LoRA trainers do for a diffusion UNet's blocks (their convolutions and
+    time projections); the shared time embedding ``model.time`` gets none.
+    """
+    model.requires_grad_(False)
     for name, layer in model.named_children():
         if isinstance(layer, nn.Conv2d):
             setattr(model, name, LoRAConv2d(layer, rank, alpha, stream))
-        elif isinstance(layer, nn.Linear):
-            setattr(model, name, LoRALinear(layer, rank, alpha, stream))
+    model.modulation = LoRALinear(model.modulation, rank, alpha, stream)
     return model
 
 
