@@ -119,13 +119,16 @@ def tiny_lora_shapes(quick: bool = False) -> list[tuple[int, int]]:
     return [shape for d in dims for _ in range(pairs) for shape in ((TINY_RANK, d), (d, TINY_RANK))]
 
 
-def make_parameters(shapes: Sequence[tuple[int, ...]], seed: int = 0) -> list[nn.Parameter]:
-    """Float32 parameters of the given shapes, each with a fixed random gradient."""
+def make_parameters(
+    shapes: Sequence[tuple[int, ...]], seed: int = 0, device: torch.device | str = "cpu"
+) -> list[nn.Parameter]:
+    """Float32 parameters of the given shapes on ``device``, each with a fixed random gradient
+    (drawn on the CPU, so every device gets the same values)."""
     generator = torch.Generator().manual_seed(seed)
     params = []
     for shape in shapes:
-        p = nn.Parameter(torch.randn(shape, generator=generator) * 0.02)
-        p.grad = torch.randn(shape, generator=generator) * 1e-3
+        p = nn.Parameter((torch.randn(shape, generator=generator) * 0.02).to(device))
+        p.grad = (torch.randn(shape, generator=generator) * 1e-3).to(device)
         params.append(p)
     return params
 
@@ -239,14 +242,16 @@ def interleaved_rounds(
     steps: int,
     rounds: int,
     base_steps: int,
+    timer: Callable[[torch.optim.Optimizer, int], float] = time_steps,
 ) -> tuple[list[float], list[float]]:
-    """Per-round ms/step of the baseline and the candidate, alternating which one goes first."""
+    """Per-round ms/step of the baseline and the candidate, alternating which one goes first
+    (``timer(optimizer, steps)``: ms per step, :func:`time_steps` by default)."""
     base_ms: list[float] = []
     cand_ms: list[float] = []
     for index in range(rounds):
         order = [(baseline, base_steps, base_ms), (candidate, steps, cand_ms)]
         for optimizer, count, out in order if index % 2 == 0 else reversed(order):
-            out.append(time_steps(optimizer, count))
+            out.append(timer(optimizer, count))
     return base_ms, cand_ms
 
 

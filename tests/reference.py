@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,8 @@ class Case:
     def params_after(self, step: int) -> list[torch.Tensor]:
         return [self.tensors[f"step{step:02d}/param/{n}"] for n in NAMES]
 
-    def initial_params(self) -> list[torch.nn.Parameter]:
-        return [torch.nn.Parameter(self.tensors[f"init/{n}"].clone()) for n in NAMES]
+    def initial_params(self, device: torch.device | str = "cpu") -> list[torch.nn.Parameter]:
+        return [torch.nn.Parameter(self.tensors[f"init/{n}"].to(device, copy=True)) for n in NAMES]
 
 
 def cases(optimizers: list[str] | None = None, status: str | None = None) -> list[str]:
@@ -97,16 +98,32 @@ def ulps(ours: torch.Tensor, recorded: torch.Tensor) -> torch.Tensor:
     return (ours.float() - recorded.float()).abs() / step
 
 
-def replay(case: Case, optimizer_class: type, in_ulps: bool = False, copies: int = 1, **kwargs: Any) -> list[float]:
+def absolute_error(ours: torch.Tensor, recorded: torch.Tensor) -> torch.Tensor:
+    return (ours.float() - recorded.float()).abs()
+
+
+def replay(
+    case: Case,
+    optimizer_class: type,
+    in_ulps: bool = False,
+    copies: int = 1,
+    device: torch.device | str = "cpu",
+    measure: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    **kwargs: Any,
+) -> list[float]:
     """Teacher-forced replay: the max parameter error after each step (absolute, or in ulps).
 
     Before every step the parameters are reset to the recorded ones and the
     recorded gradient is fed; the optimizer's state follows its own run.
     With ``copies``, the group holds that many copies of the three
     parameters (so same-shape tensors exist) and every copy must follow the
-    recording.
+    recording. ``device``: where the parameters live (the recordings are
+    compared on the CPU). ``measure(ours, recorded)``: the elementwise error
+    (default: absolute, or in ulps with ``in_ulps``).
     """
-    params = [p for _ in range(copies) for p in case.initial_params()]
+    if measure is None:
+        measure = ulps if in_ulps else absolute_error
+    params = [p for _ in range(copies) for p in case.initial_params(device)]
     torch.manual_seed(case.meta.get("global_torch_seed", 1234))
     optimizer = optimizer_class(params, **{**case.kwargs, **kwargs})
     errors = []
@@ -115,11 +132,9 @@ def replay(case: Case, optimizer_class: type, in_ulps: bool = False, copies: int
             for p, recorded in zip(params, case.params_after(step - 1) * copies):
                 p.data.copy_(recorded)
         for p, grad in zip(params, case.grads(step) * copies):
-            p.grad = grad.clone()
+            p.grad = grad.to(device, copy=True)
         optimizer.step()
         recorded = case.params_after(step) * copies
-        if in_ulps:
-            errors.append(max(ulps(p.detach(), r).max().item() for p, r in zip(params, recorded)))
-        else:
-            errors.append(max((p.detach().float() - r.float()).abs().max().item() for p, r in zip(params, recorded)))
+        ours = [p.detach().cpu() for p in params]
+        errors.append(max(measure(p, r).max().item() for p, r in zip(ours, recorded)))
     return errors

@@ -201,7 +201,10 @@ def same(a: object, b: object) -> bool:
 BAD_INPUTS = {
     "sparse": (RuntimeError, r"does not support sparse gradients: parameter 1 of param group 1 has a torch.sparse_coo"),
     "integer": (TypeError, r"parameter 1 of param group 1 has dtype torch.int64; only floating-point parameters"),
-    "state on another device": (ValueError, r"state '\w+' of parameter 1 of param group 1 is on meta, the parameter on cpu"),
+    "state on another device": (
+        ValueError,
+        r"state '\w+' of parameter 1 of param group 1 is on meta, the parameter on cpu",
+    ),
 }
 
 
@@ -211,9 +214,11 @@ def test_a_refused_step_changes_nothing_and_names_the_parameter(optimizer_class:
     """The bad parameter comes last, in the second group: every other one would have moved before it."""
     if path == "step_parameter" and not optimizer_class.per_parameter_update:
         pytest.skip("Prodigy cannot update one parameter at a time")
-    good = make_params() + [torch.nn.Parameter(torch.randn(2, 2))]
+    good = [*make_params(), torch.nn.Parameter(torch.randn(2, 2))]
     bad = torch.arange(16).view(4, 4) if kind == "integer" else torch.nn.Parameter(torch.randn(4, 4))
-    optimizer = optimizer_class([{"params": good[:3]}, {"params": [good[3], bad]}], **ALL_FEATURES[optimizer_class.__name__])
+    optimizer = optimizer_class(
+        [{"params": good[:3]}, {"params": [good[3], bad]}], **ALL_FEATURES[optimizer_class.__name__]
+    )
     for seed in range(2):
         fill_grads(good, seed)
         bad.grad = None if kind == "integer" else torch.randn(4, 4)
@@ -224,7 +229,9 @@ def test_a_refused_step_changes_nothing_and_names_the_parameter(optimizer_class:
     elif kind == "integer":
         bad.grad = torch.ones(4, 4, dtype=torch.int64)
     else:  # the state was left behind when the model moved
-        optimizer.state[bad] = {key: v.to("meta") if torch.is_tensor(v) else v for key, v in optimizer.state[bad].items()}
+        optimizer.state[bad] = {
+            key: v.to("meta") if torch.is_tensor(v) else v for key, v in optimizer.state[bad].items()
+        }
     before = ([p.detach().clone() for p in [*good, bad]], copied(optimizer.state_dict()))
     error, message = BAD_INPUTS[kind]
     with pytest.raises(error, match=message):
@@ -239,12 +246,18 @@ def test_a_refused_step_changes_nothing_and_names_the_parameter(optimizer_class:
 
 
 def test_complex_parameters_are_refused_at_construction_by_name(optimizer_class: type) -> None:
-    named = [("weight", torch.nn.Parameter(torch.randn(3, 2))), ("phase", torch.nn.Parameter(torch.randn(3, dtype=torch.cfloat)))]
+    named = [
+        ("weight", torch.nn.Parameter(torch.randn(3, 2))),
+        ("phase", torch.nn.Parameter(torch.randn(3, dtype=torch.cfloat))),
+    ]
     settings = ALL_FEATURES[optimizer_class.__name__]
-    with pytest.raises(TypeError, match=r"parameter 'phase' \(1 of param group 0\) is torch.complex64; complex parameters are not supported"):
+    with pytest.raises(
+        TypeError,
+        match=r"parameter 'phase' \(1 of param group 0\) is torch.complex64; complex parameters are not supported",
+    ):
         optimizer_class(named, **settings)
     optimizer = optimizer_class(make_params(), **settings)
-    with pytest.raises(TypeError, match="parameter 0 of param group 1 is torch.complex64"):
+    with pytest.raises(TypeError, match=r"parameter 0 of param group 1 is torch\.complex64"):
         optimizer.add_param_group({"params": [torch.nn.Parameter(torch.randn(3, dtype=torch.cfloat))]})
     assert len(optimizer.param_groups) == 1
 
@@ -253,7 +266,9 @@ def test_prodigy_says_meta_parameters_are_unsupported() -> None:
     p = torch.nn.Parameter(torch.randn(4, 4, device="meta"))
     p.grad = torch.randn(4, 4, device="meta")
     optimizer = personalized.Prodigy([p])
-    with pytest.raises(ValueError, match="parameter 0 of param group 0 is on the meta device.*Prodigy computes its step size"):
+    with pytest.raises(
+        ValueError, match=r"parameter 0 of param group 0 is on the meta device.*Prodigy computes its step size"
+    ):
         optimizer.step()
     assert len(optimizer.state) == 0 or not any(optimizer.state[p])
 

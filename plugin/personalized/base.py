@@ -16,8 +16,10 @@ class does the rest the same way for all of them:
 * one parameter at a time (:meth:`step_parameter`, for gradient release and
   OneTrainer's fused back pass) and on trial (:meth:`update_is_finite`, for
   :class:`personalized.NaNGuard`);
-* checkpoints: another optimizer's state is reset with a warning, saved state
-  dtypes are kept.
+* a check phase: every parameter a step would update is checked before any
+  changes (:mod:`personalized.checks`), so a refused step leaves everything as it was;
+* checkpoints name the optimizer that wrote them; another optimizer's state is
+  reset with a warning, saved state dtypes are kept.
 """
 
 from __future__ import annotations

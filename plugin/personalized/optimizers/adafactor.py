@@ -47,6 +47,10 @@ class EnhancedAdafactor(PersonalizedOptimizer):
           (the original rounded them to nearest); state stays float32.
         * Changed: ``lr=None`` with ``relative_step=False`` is rejected at
           construction instead of failing inside ``step()``.
+        * Fixed: gradients above about 1.8e19 (whose squares overflow
+          float32, see the README's NaN section) turned the weights NaN. The
+          second moments now saturate below float32's largest value
+          (``blocks.saturate_``), which leaves every smaller value as it was.
     """
 
     scalar_state_keys: ClassVar[frozenset[str]] = frozenset({"RMS"})

@@ -69,6 +69,10 @@ class Automagic(PersonalizedOptimizer):
           float32 from the first step; ``min_lr``, ``max_lr`` and ``lr_bump``
           may differ per param group; float16 parameters round stochastically
           on float16's grid.
+        * Fixed: gradients above about 1.8e19 (whose squares overflow
+          float32, see the README's NaN section) turned the weights NaN. The
+          second moments now saturate below float32's largest value
+          (``blocks.saturate_``), which leaves every smaller value as it was.
     """
 
     scalar_state_keys: ClassVar[frozenset[str]] = frozenset({"RMS", "lr_mask_scale", "avg_lr"})

@@ -35,6 +35,12 @@ class FARMSCrop(PersonalizedOptimizer):
         * Kept: the momentum has no bias correction, so the amplification
           ramps up slowly.
         * Dropped: an unused ``bias_correction_sqrt``.
+        * Fixed: gradients above about 1e19 (whose squares overflow float32,
+          see the README's NaN section) turned the weights NaN. The gradient
+          change and the terms whose RMS is capped are now limited to
+          ``±sqrt(3.4e38 / (16 n))`` for an n-element tensor first
+          (``blocks.square_safe``); smaller values, so every normal run, are
+          untouched.
         * Changed: bf16/fp16 parameters are updated in float32 and written
           back with stochastic rounding.
     """

@@ -47,6 +47,9 @@ class FCompass(PersonalizedOptimizer):
           back with stochastic rounding (the original did the math in half
           precision). The weight term is skipped when ``weight_decay == 0``
           (identical result, but it cannot turn an infinity into NaN).
+        * Kept: gradients above about 1.8e19 square to inf in float32; the
+          weights stay finite (as with torch's AdamW), but the Fisher EMA of
+          those elements holds inf and they stop moving (README, NaN section).
     """
 
     state_keys: ClassVar[frozenset[str]] = frozenset({"step", "momentum", "max_ema_squared", "fim"})

@@ -47,6 +47,11 @@ class PersonaOptimizer(PersonalizedOptimizer):
         * Changed: ``ema_grad_var`` is written back with stochastic rounding
           like the other state (the original rounded it to nearest), and
           float16 rounds stochastically on float16's grid.
+        * Fixed: gradients above about 1e19 (whose squares overflow float32,
+          see the README's NaN section) turned the weights NaN with OrthoGrad or the focus boost. Gradient
+          elements are now limited to ``±sqrt(3.4e38 / (16 n))`` for an
+          n-element tensor first (``blocks.square_safe``); smaller ones, so
+          every normal run, are untouched.
     """
 
     state_keys: ClassVar[frozenset[str]] = frozenset(

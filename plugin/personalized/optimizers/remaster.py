@@ -59,6 +59,11 @@ class REMASTER(PersonalizedOptimizer):
         * Fixed: OrthoGrad works on non-contiguous parameters, and nothing
           synchronises with the host (the norm-matching ``if`` is a select).
         * Changed: float16 parameters round stochastically on float16's grid.
+        * Fixed: gradients above about 1e19 (whose squares overflow float32,
+          see the README's NaN section) turned the weights NaN. Gradient
+          elements are now limited to ``±sqrt(3.4e38 / (16 n))`` for an
+          n-element tensor first (``blocks.square_safe``); smaller ones, so
+          every normal run, are untouched.
     """
 
     state_keys: ClassVar[frozenset[str]] = frozenset({"step", "ema", "ema_squared", "times_zero", "steps_since_reset"})

@@ -63,6 +63,11 @@ class SCORN(PersonalizedOptimizer):
           same size; ``init()`` raised KeyError and now takes ``scale`` as an
           argument.
         * Changed: float16 parameters round stochastically on float16's grid.
+        * Fixed: gradients above about 1e19 (whose squares overflow float32,
+          see the README's NaN section) turned the weights NaN. Gradient
+          elements are now limited to ``±sqrt(3.4e38 / (16 n))`` for an
+          n-element tensor first (``blocks.square_safe``); smaller ones, so
+          every normal run, are untouched.
     """
 
     state_keys: ClassVar[frozenset[str]] = frozenset(
