@@ -84,7 +84,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import personalized
-from personalized.bench.options import assignment
+from personalized.bench.options import add_set_option
 
 #: LoRA parameter set of the speed benchmark: rank and the model dimensions d.
 LORA_RANK = 16
@@ -629,14 +629,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="small parameter set and model, for a smoke run")
-    parser.add_argument(
-        "--set",
-        dest="options",
-        action="append",
-        type=assignment,
-        default=[],
-        metavar="KEY=VALUE",
-        help="constructor keyword for every optimizer that accepts it, e.g. foreach=False (repeatable)",
+    add_set_option(
+        parser, help="constructor keyword for every optimizer that accepts it, e.g. foreach=False (repeatable)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the gradient-release memory figures")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")

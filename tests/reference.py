@@ -11,6 +11,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+try:
+    from conftest import RECORDS
+except ModuleNotFoundError as missing:  # without pytest (benchmarks/gpu_check.py): loading and replaying still work
+    if missing.name != "pytest":
+        raise
+    RECORDS = {}
+
 REFDATA = Path(__file__).parent / "refdata"
 NAMES = ("w2d", "b1d", "w4d")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -60,28 +67,27 @@ def cases(optimizers: list[str] | None = None, status: str | None = None) -> lis
     return found
 
 
-#: Cases where the original's behaviour was a defect we fixed (tested on their own).
-FIXED = {"FishMonger__wd_clip0_diffamp2"}
-#: The optimizers with recordings that need only torch.
-TORCH_ONLY = [
-    "FCompass",
-    "FishMonger",
-    "FARMSCrop",
-    "FARMSCropV2",
-    "FMARSCrop",
-    "FMARSCrop_ExMachina",
-    "EnhancedAdafactor",
-    "SCORN",
-    "REMASTER",
-    "PersonaOptimizer",
-    "Automagic",
-]
+#: The optimizers whose recordings the shared tests replay (:attr:`OptimizerRecord.replayed`: those that
+#: need only torch), in catalogue order.
+TORCH_ONLY = [name for name, record in RECORDS.items() if record.replayed]
+
+
+def fixed() -> set[str]:
+    """The recordings of a defect we fixed (:attr:`OptimizerRecord.fixed_cases`)."""
+    return {name for record in RECORDS.values() for name in record.fixed_cases}
 
 
 def faithful(dtype: str | None = None) -> list[str]:
     """The cases our default behaviour must reproduce (optionally of one dtype: "float32", ...)."""
-    names = [name for name in cases(TORCH_ONLY, status="ok") if name not in FIXED]
+    names = [name for name in cases(TORCH_ONLY, status="ok") if name not in fixed()]
     return [name for name in names if dtype is None or load_meta(name)["dtype"] == dtype]
+
+
+def reproducing_settings(name: str) -> dict[str, Any] | None:
+    """The keywords with which our optimizer reproduces the recorded case ``name`` (None: none do)."""
+    record = RECORDS[load_meta(name)["optimizer"]]
+    fix = record.fixed_cases.get(name, {})
+    return None if fix is None else {**record.original_settings, **fix}
 
 
 def load_meta(name: str) -> dict[str, Any]:

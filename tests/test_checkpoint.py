@@ -8,14 +8,14 @@ import warnings
 import pytest
 import torch
 
-from conftest import ALL_FEATURES, fill_grads, make_params
+from conftest import fill_grads, make_params, record
 
 
 def run(cls: type, steps: int, resume_at: int | None = None, unmarked: bool = False) -> list[torch.Tensor]:
     """``steps`` steps with an LR scheduler, saved and reloaded at ``resume_at`` (``unmarked``: without
     the optimizer's name, as checkpoints of earlier versions)."""
     params = make_params()
-    optimizer = cls(params, **ALL_FEATURES[cls.__name__])
+    optimizer = cls(params, **record(cls).features)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
     for step in range(steps):
         if step == resume_at:
@@ -33,7 +33,7 @@ def run(cls: type, steps: int, resume_at: int | None = None, unmarked: bool = Fa
             if unmarked:
                 del saved["optimizer"]["optimizer"]
             params = [torch.nn.Parameter(p.clone()) for p in saved["params"]]
-            optimizer = cls(params, **ALL_FEATURES[cls.__name__])
+            optimizer = cls(params, **record(cls).features)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -56,7 +56,7 @@ def test_low_precision_resume_is_bit_identical(optimizer_class: type, dtype: tor
 
     def run_half(resume_at: int | None) -> list[torch.Tensor]:
         params = make_params(dtype=dtype)
-        settings = ALL_FEATURES[optimizer_class.__name__]
+        settings = record(optimizer_class).features
         torch.manual_seed(0)
         optimizer = optimizer_class(params, **settings)
         for step in range(8):
@@ -87,7 +87,7 @@ def adamw_checkpoint(params: list[torch.nn.Parameter]) -> dict:
 def test_resuming_from_another_optimizers_state_resets_it_with_one_warning(optimizer_class: type) -> None:
     params = make_params()
     saved = adamw_checkpoint(params)
-    optimizer = optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__])
+    optimizer = optimizer_class(params, **record(optimizer_class).features)
     ours = {key: value for key, value in optimizer.param_groups[0].items() if key not in ("params", "lr")}
     with pytest.warns(UserWarning, match="holds another optimizer.s state"):
         optimizer.load_state_dict(saved)
@@ -144,12 +144,12 @@ def ours_on(name: str, params: list[torch.nn.Parameter]):
     import personalized
 
     cls = personalized.get_optimizer(name)
-    return cls(params, **{**ALL_FEATURES[name], "lr": 5e-4})
+    return cls(params, **{**record(name).features, "lr": 5e-4})
 
 
 def writer_settings(name: str) -> dict:
     """Every feature on, lr 1e-3; EnhancedAdafactor with its default relative step (lr=None)."""
-    return {} if name == "EnhancedAdafactor" else {**ALL_FEATURES[name], "lr": 1e-3}
+    return {} if name == "EnhancedAdafactor" else {**record(name).features, "lr": 1e-3}
 
 
 def all_names() -> list[str]:
@@ -193,7 +193,7 @@ def test_param_groups_keep_exactly_our_settings_after_a_resume(optimizer_class: 
     """torch adds ``differentiable`` to ``defaults`` while loading; it must not reach the param groups,
     also when an earlier resume wrote it into the checkpoint, nor a group added later."""
     params = make_params()
-    settings = ALL_FEATURES[optimizer_class.__name__]
+    settings = record(optimizer_class).features
     optimizer = optimizer_class(params[:2], **settings)
     fresh = set(optimizer.param_groups[0])
     fill_grads(params, 0)

@@ -80,7 +80,7 @@ def test_automagic_lr_mask_is_int8_with_a_tensor_scale() -> None:
 
 
 def test_automagic_min_lr_above_max_lr_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"min_lr=0\.01 is above max_lr=0\.001"):
+    with pytest.raises(ValueError, match=r"min_lr=0\.01 is not allowed; expected at most max_lr=0\.001"):
         personalized.Automagic(make_params(), min_lr=1e-2)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import FIXED_LR, make_params
+from conftest import fixed_lr, make_params
 
 
 def build(cls: type, params: object, **kwargs: object) -> torch.optim.Optimizer:
-    return cls(params, **{"lr": 1e-4, **FIXED_LR.get(cls.__name__, {}), **kwargs})
+    return cls(params, **{**fixed_lr(cls), **kwargs})
 
 
 def step_all(optimizer: torch.optim.Optimizer) -> None:

@@ -80,7 +80,7 @@ def test_parity_passes_on_the_cpu_on_every_path(report) -> None:
     assert len(float32) == 3 * len(expected & set(reference.faithful("float32")))
     bf16 = [row for row in parity["rows"] if row["unit"] != "abs"]
     assert [row["case"] for row in bf16] == ["REMASTER__bf16_default"]
-    assert all(row["passed"] and row["error"] <= row["limit"] for row in parity["rows"])
+    assert all(row["passed"] and row["error"] == row["cpu_error"] <= row["limit"] for row in parity["rows"])
 
 
 def test_syncs_memory_and_speed_report_each_optimizer(report) -> None:
@@ -113,7 +113,9 @@ def test_parity_fails_when_the_update_changes(check, monkeypatch) -> None:
     section = check.Section("parity")
     check.run_parity(ctx, section)
     assert section.passed is False
-    assert not any(row["passed"] for row in section.rows)
+    assert section.rows and all(row["passed"] is None and row["error"] is None for row in section.rows)
+    assert all(row["cpu_error"] > row["limit"] for row in section.rows)
+    assert {row["note"] for row in section.rows} == {"not reproduced on the CPU either: a fixed defect"}
 
 
 def test_a_spent_budget_skips_everything_with_the_reason(check, tmp_path) -> None:

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 import personalized
 
 import reference
 from conftest import fill_grads, make_params
 
-PER_PARAMETER = [name for name in personalized.available() if name != "Prodigy"]
-#: Recordings of defects we fixed (the coerced FishMonger clip, AdamW8bitKahan's no-op decay and
-#: codes-based 8-bit stabilize) are replayed with the settings that reproduce them, as elsewhere.
-SETTINGS = {"FishMonger__wd_clip0_diffamp2": {"clip": 1.0}}
+PER_PARAMETER = [name for name in personalized.available() if personalized.get_optimizer(name).per_parameter_update]
+#: Every float32 recording, replayed with the settings that reproduce it (recordings of defects we
+#: fixed: the coerced FishMonger clip, AdamW8bitKahan's no-op decay), as elsewhere.
 CASES = [
     name
     for name in reference.cases(PER_PARAMETER, status="ok")
-    if reference.load(name).dtype == torch.float32 and name != "AdamW8bitKahan__state8bit_stabilize_bnbcompat"
+    if reference.load_meta(name)["dtype"] == "float32" and reference.reproducing_settings(name) is not None
 ]
-
-
-def settings(name: str) -> dict:
-    if name.startswith("AdamW8bitKahan"):
-        return {"weight_decay": 0.0}
-    return SETTINGS.get(name, {})
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -32,7 +24,9 @@ def test_hooked_updates_with_accumulation_match_the_reference(name: str) -> None
     """Two micro-batches per step; the loss sum(p * g/2) puts exactly g into p.grad."""
     case = reference.load(name)
     params = case.initial_params()
-    optimizer = personalized.get_optimizer(case.optimizer)(params, **{**case.kwargs, **settings(name)})
+    optimizer = personalized.get_optimizer(case.optimizer)(
+        params, **{**case.kwargs, **reference.reproducing_settings(name)}
+    )
     release = personalized.GradientRelease(optimizer, accumulation_steps=2)
     worst = 0.0
     for step in range(case.steps):

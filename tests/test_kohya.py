@@ -22,7 +22,7 @@ from personalized import guarding
 from personalized.cli import main
 from personalized.integrations import kohya
 
-from conftest import FIXED_LR, make_params
+from conftest import make_params, record
 
 
 def lora_groups(text_encoder_lr: float = 5e-5) -> list[dict]:
@@ -34,8 +34,8 @@ def lora_groups(text_encoder_lr: float = 5e-5) -> list[dict]:
 @pytest.mark.parametrize("name", personalized.available())
 def test_every_class_resolves_through_the_dotted_path(name: str) -> None:
     # Prodigy (as prodigyopt) needs one lr for all groups; Adafactor a fixed-lr setting.
-    groups = lora_groups(1e-4 if name == "Prodigy" else 5e-5)
-    args = [f"{key}={value!r}" for key, value in FIXED_LR.get(name, {}).items()]
+    groups = lora_groups(1e-4 if record(name).one_lr else 5e-5)
+    args = [f"{key}={value!r}" for key, value in record(name).fixed_lr.items()]
     optimizer = standin.get_optimizer(f"personalized.{name}", args, 1e-4, groups)
     assert type(optimizer).__name__ == name
     assert not hasattr(optimizer, "train")  # kohya would then also swap in a DummyScheduler

@@ -10,7 +10,7 @@ import torch
 
 import personalized
 
-from conftest import ALL_FEATURES, fill_grads, make_params
+from conftest import fill_grads, make_params, record
 
 PRESET = "advice/FMARSCrop_ExMachina-adaptive-eps"
 
@@ -61,7 +61,7 @@ def test_guard_skips_and_recovers_with_the_presets_fallbacks() -> None:
 
 def test_skipped_step_leaves_params_and_state_untouched(optimizer_class: type) -> None:
     params = make_params()
-    guard = personalized.NaNGuard(optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__]))
+    guard = personalized.NaNGuard(optimizer_class(params, **record(optimizer_class).features))
     for seed in range(3):
         fill_grads(params, seed)
         guard.step()

@@ -18,14 +18,14 @@ import personalized
 from personalized.optimizers.prodigy import Prodigy
 from personalized.registry import OPTIONAL
 
-from conftest import ALL_FEATURES, fill_grads, make_params
+from conftest import fill_grads, make_params, record
 
 HALF = [torch.bfloat16, torch.float16]
 
 #: Settings that between them switch on each of prodigyopt's options (FSDP aside).
 SETTINGS = {
     "defaults": {},
-    "all_features": ALL_FEATURES["Prodigy"],
+    "all_features": record("Prodigy").features,
     "coupled_decay": dict(weight_decay=0.1, decouple=False),
     "no_momentum": dict(betas=(0.0, 0.99)),
     "sliced": dict(slice_p=3, growth_rate=1.02, d_coef=2.0, beta3=0.9, d0=1e-4),
@@ -207,7 +207,7 @@ def count_host_syncs() -> Iterator[Counter[str]]:
 
 @pytest.mark.parametrize(
     ("dtype", "kwargs"),
-    [(torch.float32, dict(weight_decay=0.1, decouple=False)), (torch.bfloat16, ALL_FEATURES["Prodigy"])],
+    [(torch.float32, dict(weight_decay=0.1, decouple=False)), (torch.bfloat16, record("Prodigy").features)],
 )
 def test_step_adds_no_host_sync_to_prodigyopts_own(dtype: torch.dtype, kwargs: dict[str, Any]) -> None:
     ours, theirs = make_params(dtype=dtype), make_params(dtype=dtype)
@@ -239,7 +239,7 @@ def resumable_run(dtype: torch.dtype, steps: int, resume_at: int | None = None) 
     """A low-precision run with an lr scheduler, optionally saved and reloaded (RNG included) mid-run."""
     torch.manual_seed(0)
     params = make_params(dtype=dtype)
-    kwargs = dict(ALL_FEATURES["Prodigy"], d0=1e-3)
+    kwargs = dict(record("Prodigy").features, d0=1e-3)
     optimizer = Prodigy(params, **kwargs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
     for step in range(steps):

@@ -10,12 +10,20 @@ import torch
 import personalized
 
 import reference
+from conftest import RECORDS
 
 FAITHFUL = reference.faithful()
 TOLERANCE = 1e-6
-#: bf16 cases that are not bit-exact, with the largest error allowed in bf16 ulps. Automagic's
-#: original ran its first step with a bf16 second moment; ours is float32 from the start.
-BF16_ULPS = {"Automagic__bf16_wd": 2}
+#: bf16 cases that are not bit-exact, with the largest error allowed in bf16 ulps.
+BF16_ULPS = {name: ulps for record in RECORDS.values() for name, ulps in record.bf16_ulps.items()}
+#: The recorded crashes of clip=0 (a ZeroDivisionError), fixed.
+CLIP0_CRASHES = ["FARMSCropV2__clip0", "FMARSCrop__clip0"]
+#: The recorded runs of a defect we fixed that settings of ours reproduce.
+REPRODUCED_FIXES = [
+    name
+    for name in sorted(reference.fixed() & set(reference.cases(reference.TORCH_ONLY)))
+    if reference.reproducing_settings(name) is not None
+]
 
 
 def comparable_state(state: dict) -> tuple[dict, dict]:
@@ -86,15 +94,17 @@ def test_final_state_matches(name: str) -> None:
         assert optimizer.param_groups[0]["step"] == case.meta["param_groups_after"][0]["step"]
 
 
-def test_fishmonger_clip_one_reproduces_the_originals_coerced_clip_zero() -> None:
-    """The original turned clip=0 into 1.0; passing 1.0 reproduces that recorded run."""
-    case = reference.load("FishMonger__wd_clip0_diffamp2")
-    assert case.kwargs["clip"] == 0.0
-    errors = reference.replay(case, personalized.FishMonger, clip=1.0)
-    assert max(errors) <= TOLERANCE
+@pytest.mark.parametrize("name", REPRODUCED_FIXES)
+def test_a_fixed_defect_is_reproduced_by_its_recorded_settings(name: str) -> None:
+    """Our default differs from the recording, the record's settings reproduce it (FishMonger's
+    original turned clip=0 into 1.0: passing 1.0 reproduces that run)."""
+    case = reference.load(name)
+    cls = personalized.get_optimizer(case.optimizer)
+    assert max(reference.replay(case, cls)) > 100 * TOLERANCE
+    assert max(reference.replay(case, cls, **reference.reproducing_settings(name))) <= TOLERANCE
 
 
-@pytest.mark.parametrize("name", ["FARMSCropV2__clip0", "FMARSCrop__clip0"])
+@pytest.mark.parametrize("name", CLIP0_CRASHES)
 def test_recorded_crash_case_now_runs_without_clipping(name: str) -> None:
     """The originals raised ZeroDivisionError here; clip=0 now equals an unlimited clip."""
     case = reference.load(name)
@@ -115,9 +125,11 @@ def test_recorded_crash_case_now_runs_without_clipping(name: str) -> None:
     assert not all(torch.equal(a, b) for a, b in zip(unclipped, run(1.0)))
 
 
-def test_crash_cases_record_the_fixed_defect() -> None:
-    """The recorded crashes are the ZeroDivisionError of clip=0 that we fixed."""
-    for name in reference.cases(reference.TORCH_ONLY[:6], status="crash"):
+def test_crash_cases_record_the_fixed_defects() -> None:
+    """The recorded crashes are the ZeroDivisionError of clip=0 and Automagic's bf16 one
+    (test_chroma.py), both fixed."""
+    assert set(reference.cases(reference.TORCH_ONLY, status="crash")) == {*CLIP0_CRASHES, "Automagic__bf16_default"}
+    for name in CLIP0_CRASHES:
         case = reference.load(name)
         assert "ZeroDivisionError" in case.meta["error"]
         assert case.kwargs == {"clip": 0.0}

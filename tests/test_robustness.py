@@ -10,7 +10,7 @@ import torch
 
 import personalized
 
-from conftest import ALL_FEATURES, FIXED_LR, HOST_SYNC_BY_DESIGN, fill_grads, make_params
+from conftest import fill_grads, fixed_lr, make_params, record
 
 HALF = [torch.bfloat16, torch.float16]
 
@@ -24,7 +24,7 @@ def all_finite(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> 
 @pytest.mark.parametrize("features", [False, True])
 def test_zero_gradients_keep_params_and_state_finite(optimizer_class: type, dtype: torch.dtype, features: bool) -> None:
     params = make_params(dtype=dtype)
-    kwargs = ALL_FEATURES[optimizer_class.__name__] if features else {}
+    kwargs = record(optimizer_class).features if features else {}
     optimizer = optimizer_class(params, **kwargs)
     for _ in range(5):
         for p in params:
@@ -37,7 +37,7 @@ def test_odd_shapes_and_missing_grads(optimizer_class: type) -> None:
     shapes = [(), (0,), (0, 3), (7, 1), (1, 7), (2, 3, 0, 1), (4,)]
     params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
     skipped = torch.nn.Parameter(torch.randn(3, 3))
-    optimizer = optimizer_class([*params, skipped], **ALL_FEATURES[optimizer_class.__name__])
+    optimizer = optimizer_class([*params, skipped], **record(optimizer_class).features)
     before = skipped.detach().clone()
     for seed in range(4):
         fill_grads(params, seed)
@@ -51,7 +51,7 @@ def test_odd_shapes_and_missing_grads(optimizer_class: type) -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, *HALF])
 def test_caller_gradient_is_never_modified(optimizer_class: type, dtype: torch.dtype) -> None:
     params = make_params(dtype=dtype)
-    optimizer = optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__])
+    optimizer = optimizer_class(params, **record(optimizer_class).features)
     for seed in range(4):
         fill_grads(params, seed)
         given = [p.grad.clone() for p in params]
@@ -84,7 +84,7 @@ def test_small_low_precision_updates_are_not_lost(optimizer_class: type, dtype: 
     torch.manual_seed(0)
     start = torch.full((4096,), 1.0)  # a vector: centralisation would cancel the mean drift
     reference, low = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone().to(dtype))
-    settings = {"lr": 1e-4, **FIXED_LR.get(optimizer_class.__name__, {})}
+    settings = fixed_lr(optimizer_class)
     opt_ref = optimizer_class([reference], **settings)
     opt_low = optimizer_class([low], **settings)
     gen = torch.Generator().manual_seed(1)
@@ -129,10 +129,10 @@ def test_sync_trap_catches_a_sync() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_step_does_not_synchronise_with_the_host(optimizer_class: type, dtype: torch.dtype) -> None:
-    if optimizer_class.__name__ in HOST_SYNC_BY_DESIGN:
-        pytest.skip("prodigyopt computes its step size d on the host (documented)")
+    if record(optimizer_class).host_sync:
+        pytest.skip(record(optimizer_class).host_sync)
     params = make_params(dtype=dtype) + make_params(seed=1, dtype=dtype)  # same shapes twice: batched
-    optimizer = optimizer_class(params, **ALL_FEATURES[optimizer_class.__name__])
+    optimizer = optimizer_class(params, **record(optimizer_class).features)
     for seed in range(3):
         fill_grads(params, seed)
         with forbid_host_sync():
@@ -216,9 +216,7 @@ def test_a_refused_step_changes_nothing_and_names_the_parameter(optimizer_class:
         pytest.skip("Prodigy cannot update one parameter at a time")
     good = [*make_params(), torch.nn.Parameter(torch.randn(2, 2))]
     bad = torch.arange(16).view(4, 4) if kind == "integer" else torch.nn.Parameter(torch.randn(4, 4))
-    optimizer = optimizer_class(
-        [{"params": good[:3]}, {"params": [good[3], bad]}], **ALL_FEATURES[optimizer_class.__name__]
-    )
+    optimizer = optimizer_class([{"params": good[:3]}, {"params": [good[3], bad]}], **record(optimizer_class).features)
     for seed in range(2):
         fill_grads(good, seed)
         bad.grad = None if kind == "integer" else torch.randn(4, 4)
@@ -250,7 +248,7 @@ def test_complex_parameters_are_refused_at_construction_by_name(optimizer_class:
         ("weight", torch.nn.Parameter(torch.randn(3, 2))),
         ("phase", torch.nn.Parameter(torch.randn(3, dtype=torch.cfloat))),
     ]
-    settings = ALL_FEATURES[optimizer_class.__name__]
+    settings = record(optimizer_class).features
     with pytest.raises(
         TypeError,
         match=r"parameter 'phase' \(1 of param group 0\) is torch.complex64; complex parameters are not supported",
@@ -279,13 +277,12 @@ def test_gradients_of_1e20_keep_the_weights_finite(optimizer_class: type, dtype:
     """Their squares overflow float32 (as torch's AdamW, the weights must stay finite); all but
     FCompass also keep their state finite."""
     params = make_params(dtype=dtype)
-    name = optimizer_class.__name__
-    settings = ALL_FEATURES[name] if features else {"lr": 1e-3, **FIXED_LR.get(name, {})}
+    settings = record(optimizer_class).features if features else fixed_lr(optimizer_class, lr=1e-3)
     optimizer = optimizer_class(params, **settings)
     for step in range(3):
         for p in params:
             p.grad = torch.full(p.shape, 1e20 if step % 2 == 0 else -1e20, dtype=dtype)
         optimizer.step()
     assert all(torch.isfinite(p).all() for p in params)
-    if name != "FCompass":
+    if record(optimizer_class).finite_state_at_overflow:
         assert all_finite(optimizer, params)

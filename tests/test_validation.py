@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import personalized
-from personalized.validation import Flag, Number, Numbers
+from personalized.validation import Flag, Number, Numbers, OneOf
 
-from conftest import FIXED_LR
+from conftest import RECORDS, fixed_lr, record
 
 
 def bad_values(rule: object) -> list[object]:
@@ -26,6 +26,9 @@ def bad_values(rule: object) -> list[object]:
         ]
     if isinstance(rule, Flag):
         return ["yes"]
+    if isinstance(rule, OneOf):  # another value of an allowed one's kind, and a string
+        near = [not allowed if isinstance(allowed, bool) else allowed + 1 for allowed in rule.values]
+        return [*(value for value in near if value not in rule.values), "yes"]
     assert isinstance(rule, Number)
     values: list[object] = [math.nan, "1e-3", True]
     if rule.low > -math.inf:
@@ -96,84 +99,20 @@ def test_betas_accept_a_list_and_are_stored_as_a_tuple(optimizer_class: type) ->
 
 def test_group_extra_keys_are_kept(optimizer_class: type) -> None:
     group = {"params": [torch.nn.Parameter(torch.zeros(1))], "name": "unet", "initial_lr": 1e-4, "lr": 1e-4}
-    optimizer = optimizer_class([group], lr=1e-4, **FIXED_LR.get(optimizer_class.__name__, {}))
+    optimizer = optimizer_class([group], **fixed_lr(optimizer_class))
     assert optimizer.param_groups[0]["name"] == "unet"
     assert optimizer.param_groups[0]["initial_lr"] == 1e-4
 
 
-def test_signature_defaults_match_the_originals() -> None:
+@pytest.mark.parametrize("name", [name for name, record in RECORDS.items() if record.original_defaults is not None])
+def test_signature_defaults_match_the_originals(name: str) -> None:
     """Class names, keywords and defaults are the originals' (spec sections 1-6)."""
-    expected = {
-        "FCompass": dict(
-            lr=1e-3, betas=(0.99, 0.999), amp_fac=2, eps=1e-8, weight_decay=0.1, clip=1.0, centralization=1.0
-        ),
-        "FishMonger": dict(
-            lr=1e-3,
-            betas=(0.9, 0.99, 0.999),
-            eps=1e-8,
-            weight_decay=0.0,
-            clip=1.0,
-            centralization=1.0,
-            diff_amp=1.0,
-            diff_amp_beta=0.999,
-        ),
-        "FARMSCrop": dict(
-            lr=1e-4,
-            betas=(0.999, 0.9999),
-            eps=1e-8,
-            weight_decay=1e-6,
-            centralization=1.0,
-            diff_mult=1.0,
-            momentum_beta=0.9999,
-            momentum_amp=5.0,
-        ),
-        "FARMSCropV2": dict(
-            lr=1e-4,
-            betas=(0.999, 0.9999),
-            eps=1e-6,
-            weight_decay=0.0,
-            centralization=0.0,
-            diff_mult=1.0,
-            momentum_beta=0.9999,
-            momentum_lambda=0.25,
-            clip=1.0,
-        ),
-        "FMARSCrop": dict(
-            lr=1e-4,
-            betas=(0.999, 0.9999),
-            eps=1e-6,
-            weight_decay=0.0,
-            centralization=0.0,
-            moment_centralization=1.0,
-            diff_mult=1.0,
-            momentum_beta=0.9999,
-            momentum_lambda=0.25,
-            clip=1.0,
-        ),
-        "FMARSCrop_ExMachina": dict(
-            lr=1.5e-4,
-            betas=(0.999, 0.9999),
-            eps=1e-6,
-            eps2=1e-2,
-            eps_floor=None,
-            weight_decay=0.01,
-            centralization=0.0,
-            moment_centralization=1.0,
-            diff_mult=1.0,
-            momentum_beta=0.9999,
-            momentum_lambda=0.25,
-            gamma=5e-4,
-            clip=1.0,
-            cautious=True,
-        ),
-    }
-    for name, defaults in expected.items():
-        cls = personalized.get_optimizer(name)
-        assert cls.__name__ == name
-        speed = {"foreach": True, "compile": False, "bf16_state": False}  # keywords of ours, shared by all
-        assert cls([torch.nn.Parameter(torch.zeros(1))]).defaults == {**defaults, **speed}
+    cls = personalized.get_optimizer(name)
+    assert cls.__name__ == name
+    speed = {"foreach": True, "compile": False, "bf16_state": False}  # keywords of ours, shared by all
+    assert cls([torch.nn.Parameter(torch.zeros(1))]).defaults == {**record(cls).original_defaults, **speed}
 
 
 def test_lr_can_be_passed_positionally(optimizer_class: type) -> None:
-    settings = FIXED_LR.get(optimizer_class.__name__, {})
+    settings = record(optimizer_class).fixed_lr
     assert optimizer_class([torch.nn.Parameter(torch.zeros(1))], 0.123, **settings).defaults["lr"] == 0.123

@@ -1,23 +1,37 @@
 """The machinery every optimizer of the package shares.
 
-A concrete optimizer only declares its hyperparameters (the constructor), its
-state tensors (:meth:`PersonalizedOptimizer._state_init`) and its math, once,
-for one parameter tensor (:meth:`PersonalizedOptimizer._update`). This base
-class does the rest the same way for all of them:
+A concrete optimizer declares, once each:
+
+* its hyperparameters: the constructor's keywords and defaults, passed on with
+  :func:`hyperparameters` (``**unexpected`` receives the :data:`SHARED_KEYWORDS`);
+* their rules: ``own_rules`` for every keyword without a shared rule
+  (:data:`personalized.validation.SHARED_RULES`); a keyword without a rule is a
+  TypeError when the class is defined;
+* its state: ``state_tensors`` (what the base starts before a parameter's first
+  update, and for which settings) and ``extra_state_keys`` (what its update,
+  clock or write-back keeps besides); :attr:`PersonalizedOptimizer.state_keys`,
+  which tells its own checkpoints from other optimizers', is derived from these;
+* its math, for a batch of same-shape parameters (:meth:`PersonalizedOptimizer._update`),
+  with the step's host numbers (:meth:`PersonalizedOptimizer._scalars`).
+
+This base class does the rest the same way for all of them:
 
 * validation of the constructor keywords and of every param group;
 * ``step(closure)``: the closure runs with grad enabled and its loss is returned;
+* a step in phases, as torch's ``_init_group`` and functional update: check every
+  parameter first (:mod:`personalized.checks`; a refused step leaves everything as
+  it was), then per batch prepare, initialise, scalars, run and write back
+  (:meth:`PersonalizedOptimizer._step_items`);
 * step counting, per parameter or per group;
 * low precision: for float16/bfloat16 parameters the math runs on float32
   copies and the results are written back with stochastic rounding, so small
   updates are not lost; state keeps the parameter's dtype;
 * the caller's ``p.grad`` is never modified; empty parameters are skipped;
-* on the CPU, freed temporaries are kept for reuse (:mod:`personalized.cpu_memory`);
+* constructed with CPU parameters, freed temporaries are kept for reuse
+  (:mod:`personalized.cpu_memory`, process-wide, once);
 * one parameter at a time (:meth:`step_parameter`, for gradient release and
   OneTrainer's fused back pass) and on trial (:meth:`update_is_finite`, for
   :class:`personalized.NaNGuard`);
-* a check phase: every parameter a step would update is checked before any
-  changes (:mod:`personalized.checks`), so a refused step leaves everything as it was;
 * checkpoints name the optimizer that wrote them; another optimizer's state is
   reset with a warning, saved state dtypes are kept.
 """
@@ -27,6 +41,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from itertools import chain
 from numbers import Real
 from typing import Any, ClassVar
@@ -100,6 +115,44 @@ def grad_squared(p: Tensor, grad: Tensor) -> Tensor:
     return grad.square().to(p.dtype)
 
 
+@dataclass(frozen=True)
+class NeededWhen:
+    """A state tensor only some settings need: started with ``init`` in param groups where
+    ``condition(group)`` holds (FishMonger's ``ema_diff`` only with ``diff_amp``)."""
+
+    condition: Callable[[Mapping[str, Any]], bool]
+    init: StateInit
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One ``_update`` call, prepared: what :meth:`PersonalizedOptimizer._init_batch` gathers."""
+
+    params: list[Tensor]
+    #: Every parameter's state (``optimizer.state[p]``; scratch copies on trial).
+    states: list[dict[str, Any]]
+    #: The parameters and their prepared gradients as item batches.
+    p: Tensor
+    grad: Tensor
+    #: The state tensors this group's settings need, in write-back order.
+    needed: tuple[str, ...]
+    #: This step's host numbers (:meth:`PersonalizedOptimizer._scalars`).
+    scalars: dict[str, Any]
+    #: The state as ``_update`` receives it (item batches), and as it was before (to see what it rebound).
+    items: dict[str, Any]
+    before: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Work:
+    """What ``_update`` ran on: the parameter batch and state, float32 copies for low-precision tensors."""
+
+    p: Tensor
+    state: dict[str, Any]
+    #: The state entries that are float32 copies of low-precision tensors (rounded back on write-back).
+    low: tuple[str, ...]
+
+
 def is_number(value: Any) -> bool:
     """A real number, not a bool (what a checkpoint's ``lr`` must be to be taken over)."""
     return isinstance(value, Real) and not isinstance(value, bool)
@@ -113,19 +166,39 @@ def hyperparameters(arguments: Mapping[str, Any]) -> dict[str, Any]:
 class PersonalizedOptimizer(torch.optim.Optimizer):
     """Base class: validation, closure, step counting and low-precision write-back."""
 
-    #: Rules that differ from :data:`personalized.validation.COMMON_RULES`.
-    rule_overrides: ClassVar[Mapping[str, Rule]] = {}
+    #: The rules of this optimizer's keywords that have no shared rule
+    #: (:data:`personalized.validation.SHARED_RULES`), and of shared ones it restricts.
+    own_rules: ClassVar[Mapping[str, Rule]] = {}
     #: True when the step counter lives in the param group (shared by its params).
     group_step: ClassVar[bool] = False
+    #: The state tensors the base starts before a parameter's first update, with how each
+    #: starts (a :data:`StateInit`, or :class:`NeededWhen` for tensors only some settings
+    #: need). The order is the order of the stochastic-rounding write-back (and so of random
+    #: draws) for low-precision parameters.
+    state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {}
+    #: State keys kept besides ``state_tensors``, :attr:`scalar_state_keys` and the step
+    #: counter: what ``_update``, the step clock or ``_write_param`` create themselves.
+    extra_state_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Every per-parameter state key this optimizer may keep (derived from the declarations
+    #: above, plus ``step`` without :attr:`group_step`); any other key in a checkpoint means
+    #: the state belongs to another optimizer.
+    state_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """An optimizer's constructor takes its own keywords and passes the others on as
-        ``**unexpected``, where :data:`SHARED_KEYWORDS` are picked out: they are written into
-        its signature and docstring here, from that one list."""
+        """Complete an optimizer class from its declarations.
+
+        Its constructor takes its own keywords and passes the others on as ``**unexpected``,
+        where :data:`SHARED_KEYWORDS` are picked out: they are written into its signature and
+        docstring here, from that one list, and every keyword's rule is looked up (a keyword
+        without one raises TypeError now). :attr:`state_keys` is derived from the state
+        declarations."""
         super().__init_subclass__(**kwargs)
         own = vars(cls).get("__init__")
         if own is not None and "unexpected" in inspect.signature(own).parameters:
             add_keywords(cls, {key: SHARED_KEYWORDS[key] for key in cls.shared_defaults()})
+            cls.hyperparameter_rules()
+        step = frozenset() if cls.group_step else frozenset({"step"})
+        cls.state_keys = frozenset(cls.state_tensors) | cls.extra_state_keys | cls.scalar_state_keys | step
 
     def __new__(cls, *args: Any, **kwargs: Any) -> PersonalizedOptimizer:
         """With a ``nan_guard*`` keyword (a trainer's optimizer arguments), build the NaN-guarded
@@ -150,6 +223,8 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         self._check_group("constructor", defaults)
         self._start_working_memory()
         super().__init__(params, defaults)
+        if any(p.device.type == "cpu" for group in self.param_groups for p in group["params"]):
+            keep_freed_memory()
 
     def _start_working_memory(self) -> None:
         """What the optimizer keeps besides its state and groups (not saved; rebuilt after unpickling)."""
@@ -180,8 +255,12 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
 
     @classmethod
     def hyperparameter_rules(cls) -> dict[str, Rule]:
-        """The validation rule of every constructor keyword."""
-        return rules_for(cls.hyperparameter_defaults(), cls.rule_overrides)
+        """The validation rule of every constructor keyword (looked up once per class)."""
+        rules = vars(cls).get("_rules")
+        if rules is None:
+            rules = rules_for(cls.__name__, cls.hyperparameter_defaults(), cls.own_rules)
+            cls._rules = rules
+        return dict(rules)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -197,14 +276,6 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
             raise
 
     # -- what a concrete optimizer provides -------------------------------------------
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        """The state tensors this group's settings need, with how each starts.
-
-        The order is also the order of the stochastic-rounding write-back
-        (and so of random draws) for low-precision parameters.
-        """
-        raise NotImplementedError
 
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         """This step's numbers that depend on the step count or on ``lr``, computed on the host
@@ -243,9 +314,6 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     #: Whether each parameter can be updated on its own (from a backward hook, or on trial by
     #: :meth:`update_is_finite`); False for optimizers with a step size computed from all gradients.
     per_parameter_update: ClassVar[bool] = True
-    #: Every per-parameter state key this optimizer may keep; any other key in a
-    #: checkpoint means the state belongs to another optimizer.
-    state_keys: ClassVar[frozenset[str]] = frozenset()
     #: Keys a non-empty state must have (state this optimizer cannot create later).
     required_state_keys: ClassVar[frozenset[str]] = frozenset()
 
@@ -415,7 +483,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
             trial_group = dict(group, step=group.get("step", 0) + 1) if self.group_step else group
             params = [p for p in self._stepped_params(group) if chosen is None or id(p) in chosen]
             self._check_step(params)
-            checks += [self._step_items([p], trial_group, trial=True) for p in params]
+            checks += [self._trial(p, trial_group) for p in params]
         return torch.stack(checks).all() if checks else torch.tensor(True)
 
     def _check_step(self, params: Iterable[Tensor]) -> None:
@@ -436,59 +504,100 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         """Parameters with a gradient; empty tensors have nothing to update."""
         return [p for p in group["params"] if p.grad is not None and p.numel() > 0]
 
-    def _step_items(self, params: list[Tensor], group: dict[str, Any], trial: bool = False) -> Tensor | None:
-        """Update ``params`` (same shape, dtype, device and clocks) with one ``_update`` call.
+    def _step_items(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        """Update ``params`` with one ``_update`` call: the phases of a step after the check.
 
-        With ``trial`` (a single parameter), the update runs on copies and
-        the result is whether everything stayed finite.
+        ``params`` share shape, dtypes, device and clocks (a multi-tensor batch, or one
+        parameter) and have passed the check phase (:meth:`_check_step`): nothing from here
+        on refuses, so nothing is half-applied. Prepare, initialise and scalars
+        (:meth:`_init_batch`), run (eager, or compiled with ``compile=True``), write back.
         """
-        first = params[0]
-        if first.device.type == "cpu":
-            keep_freed_memory()
+        batch = self._init_batch(params, [self.state[p] for p in params], group)
+        update = self._compiled_update if group.get("compile", False) else self._update
+        self._write_back(batch, self._run(batch, group, update), group)
+
+    def _trial(self, p: Tensor, group: dict[str, Any]) -> Tensor:
+        """The trial path of :meth:`update_is_finite`: the same phases for ``p`` on scratch copies of it and
+        its state, eager and without write-back (so without random draws). Returns a 0-dim bool tensor:
+        whether the parameter and every floating-point state tensor stayed finite."""
+        scratch = {name: value.clone() if torch.is_tensor(value) else value for name, value in self.state[p].items()}
+        work = self._run(self._init_batch([p], [scratch], group), group, self._update, copy=True)
+        results = [
+            work.p,
+            *(value for value in work.state.values() if torch.is_tensor(value) and value.is_floating_point()),
+        ]
+        return torch.stack([torch.isfinite(result).all() for result in results]).all()
+
+    def _init_batch(self, params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> Batch:
+        """Gather one ``_update`` call, as torch's ``_init_group`` does: the prepare, initialise and scalars
+        phases, then the state as item batches."""
+        p_items, grad = self._prepare(params, group)
+        needed = self._initialise(params, states, grad, group)
+        scalars = self._step_scalars(states, group)
+        items = self._state_items(params, states)
+        return Batch(params, states, p_items, grad, needed, scalars, items, dict(items))
+
+    def _prepare(self, params: list[Tensor], group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """The prepare phase: the parameters and their gradients as item batches (stacked into reused
+        buffers), the gradient transformed by :meth:`_prepare_grad`."""
         p_items = self._batch(params, "param")
-        grad = self._prepare_grad(p_items, self._batch([p.grad for p in params], "grad"), group)
-        states = [self.state[p] for p in params]
-        if trial:
-            states = [{name: value.clone() if torch.is_tensor(value) else value for name, value in states[0].items()}]
-        inits = self._state_init(group)
+        return p_items, self._prepare_grad(p_items, self._batch([p.grad for p in params], "grad"), group)
+
+    def _initialise(
+        self, params: list[Tensor], states: list[dict[str, Any]], grad: Tensor, group: dict[str, Any]
+    ) -> tuple[str, ...]:
+        """The initialise phase: start the declared state tensors (:attr:`state_tensors`) that this group's
+        settings need and a parameter lacks (at its first step, or after a setting was switched on).
+        Returns the needed names, in write-back order."""
+        inits = {
+            name: declared.init if isinstance(declared, NeededWhen) else declared
+            for name, declared in self.state_tensors.items()
+            if not isinstance(declared, NeededWhen) or declared.condition(group)
+        }
         if any(name not in state for state in states for name in inits):
             for p, state, item_grad in zip(params, states, grad.unbind(0) if self.item_batched else [grad]):
                 for name, init in inits.items():
                     if name not in state:
                         state[name] = self._stored(init(p, item_grad), group)
-        steps = [self._advance_step(state, group) for state in states]
-        scalars = self._scalars(group, steps[0], states[0])
-        items = self._state_items(params, states)
-        before = dict(items)
+        return tuple(inits)
 
-        update = self._compiled_update if group.get("compile", False) and not trial else self._update
-        low = [name for name in inits if items[name].dtype in LOW_PRECISION]
-        low_param = first.dtype in LOW_PRECISION
-        if not low and not low_param and not trial:
-            update(p_items, grad.to(first.dtype), items, group, scalars)
-        else:
-            work = dict(items)
-            for name in low:
-                work[name] = items[name].float()
-            p32 = p_items.float() if low_param else p_items.clone() if trial else p_items
-            update(p32, grad.to(p32.dtype), work, group, scalars)
-            if trial:
-                results = [p32, *(v for v in work.values() if torch.is_tensor(v) and v.is_floating_point())]
-                return torch.stack([torch.isfinite(result).all() for result in results]).all()
-            round_ = self._round(group)
-            if self.write_param_first and low_param:
-                self._write_param(p_items, p32, items, group)
-            for name, value in work.items():
-                if name in low:
-                    round_(items[name], value)
-                else:
-                    items[name] = value
-            if not self.write_param_first and low_param:
-                self._write_param(p_items, p32, items, group)
-        self._store_items(params, states, items, before)
-        if len(params) > 1:  # p_items was stacked: copy the results back
-            torch._foreach_copy_(params, list(p_items.unbind(0)))
-        return None
+    def _step_scalars(self, states: list[dict[str, Any]], group: dict[str, Any]) -> dict[str, Any]:
+        """The scalars phase: advance every parameter's step clock, then this step's host numbers
+        (:meth:`_scalars`, from the first parameter's clock: a batch shares its clocks)."""
+        steps = [self._advance_step(state, group) for state in states]
+        return self._scalars(group, steps[0], states[0])
+
+    def _run(self, batch: Batch, group: dict[str, Any], update: Callable[..., None], copy: bool = False) -> Work:
+        """The run phase: ``update`` (``_update`` or its compiled form) on the batch. Low-precision
+        (bf16/fp16) parameter batches and state tensors are replaced by float32 copies; ``copy`` (a
+        trial) copies the parameter batch in any case."""
+        low = tuple(name for name in batch.needed if batch.items[name].dtype in LOW_PRECISION)
+        state = dict(batch.items)
+        for name in low:
+            state[name] = batch.items[name].float()
+        p = batch.p.float() if batch.p.dtype in LOW_PRECISION else batch.p.clone() if copy else batch.p
+        update(p, batch.grad.to(p.dtype), state, group, batch.scalars)
+        return Work(p, state, low)
+
+    def _write_back(self, batch: Batch, work: Work, group: dict[str, Any]) -> None:
+        """The write-back phase: float32 results rounded into low-precision tensors (stochastically
+        unless ``stochastic_fp=False``), the parameter before the state with :attr:`write_param_first`,
+        else after it, the state in declaration order (which fixes the random draws); what ``_update``
+        rebound or created stored in every parameter's state; stacked parameters copied back."""
+        items, low_param = batch.items, batch.p.dtype in LOW_PRECISION
+        if low_param and self.write_param_first:
+            self._write_param(batch.p, work.p, items, group)
+        round_ = self._round(group)
+        for name, value in work.state.items():
+            if name in work.low:
+                round_(items[name], value)
+            else:
+                items[name] = value
+        if low_param and not self.write_param_first:
+            self._write_param(batch.p, work.p, items, group)
+        self._store_items(batch.params, batch.states, items, batch.before)
+        if len(batch.params) > 1:  # batch.p was stacked: copy the results back
+            torch._foreach_copy_(batch.params, list(batch.p.unbind(0)))
 
     @staticmethod
     def _stored(value: Tensor, group: dict[str, Any]) -> Tensor:

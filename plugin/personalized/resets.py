@@ -11,6 +11,11 @@ from typing import Any
 
 from .blocks import soft_beta
 
+#: The state keys :func:`interval_clock` keeps besides ``step``.
+INTERVAL_CLOCK_KEYS = frozenset({"steps_since_reset", "times_zero"})
+#: The state keys :func:`persona_clock` keeps besides ``step``.
+PERSONA_CLOCK_KEYS = frozenset({"steps_since_reset", "times_reset"})
+
 
 def interval_clock(state: dict[str, Any], group: dict[str, Any]) -> int:
     """REMASTER / SCORN: with resets, ``t`` counts the steps since the last reset.

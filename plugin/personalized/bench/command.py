@@ -19,7 +19,7 @@ from typing import Any
 
 from .contenders import Contender, Skipped, select, with_overrides
 from .deps import MissingDependency, require
-from .options import assignment, learning_rates
+from .options import add_set_option, learning_rates
 from .plots import write_plots
 from .progress import ProgressBar
 from .report import overall_table, text_table, write_json, write_markdown
@@ -91,13 +91,8 @@ def register(commands: Any) -> argparse.ArgumentParser:
         metavar="LR[,LR...]",
         help="run every optimizer at these lrs only (one value or a list), every seed",
     )
-    bench.add_argument(
-        "--set",
-        dest="options",
-        action="append",
-        type=assignment,
-        default=[],
-        metavar="KEY=VALUE",
+    add_set_option(
+        bench,
         help="replace a preset's value for every optimizer that takes the keyword, e.g. betas=(0.9,0.99) "
         "(repeatable; the AdamW baseline keeps its defaults)",
     )

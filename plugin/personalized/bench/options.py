@@ -20,6 +20,13 @@ def assignment(text: str) -> tuple[str, Any]:
         ) from None
 
 
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` option; the pairs land in ``args.options`` as a list."""
+    parser.add_argument(
+        "--set", dest="options", action="append", type=assignment, default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def learning_rates(text: str) -> list[float]:
     """One learning rate or a comma-separated list (``1e-3`` or ``1e-4,1e-3,1e-2``), each a positive number."""
     values = []

@@ -6,9 +6,12 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, float32_zeros, hyperparameters
+from ..base import NeededWhen, PersonalizedOptimizer, float32_zeros, hyperparameters
 from ..blocks import adafactor_normalize_, rms_by_norm, second_moment_state
-from ..validation import NON_NEGATIVE, POSITIVE, Flag, Number, Numbers, Rule
+from ..validation import NON_NEGATIVE, Flag, Number, Numbers, Rule
+
+#: The state keys of the second moment (``blocks.second_moment_state``): full, or factored for matrices.
+SECOND_MOMENT_KEYS = frozenset({"exp_avg_sq", "exp_avg_sq_row", "exp_avg_sq_col"})
 
 #: The relative step is ``min(RELATIVE_STEP_LR, 1/sqrt(t))``: this lr for the first 10,000 steps.
 RELATIVE_STEP_LR = 1e-2
@@ -53,15 +56,16 @@ class EnhancedAdafactor(PersonalizedOptimizer):
           (``blocks.saturate_``), which leaves every smaller value as it was.
     """
 
+    state_tensors: ClassVar[Mapping[str, NeededWhen]] = {
+        "exp_avg": NeededWhen(lambda group: group["beta1"] is not None, float32_zeros)
+    }
     scalar_state_keys: ClassVar[frozenset[str]] = frozenset({"RMS"})
-    state_keys: ClassVar[frozenset[str]] = frozenset(
-        {"step", "RMS", "exp_avg", "exp_avg_sq", "exp_avg_sq_row", "exp_avg_sq_col"}
-    )
+    #: The second moment's shape depends on the parameter: ``_update`` creates it.
+    extra_state_keys: ClassVar[frozenset[str]] = SECOND_MOMENT_KEYS
 
-    rule_overrides: ClassVar[Mapping[str, Rule]] = {
+    own_rules: ClassVar[Mapping[str, Rule]] = {
         "lr": Number(0.0, optional=True),
         "eps": Numbers(2, NON_NEGATIVE),
-        "clip_threshold": POSITIVE,
         "decay_rate": Number(high=0.0),
         "beta1": Number(0.0, 1.0, high_open=True, optional=True),
         "scale_parameter": Flag(),
@@ -97,10 +101,6 @@ class EnhancedAdafactor(PersonalizedOptimizer):
             raise ValueError(f"{owner}: {where}: lr=None needs relative_step=True; give a number for lr")
         if group["warmup_init"] and not group["relative_step"]:
             raise ValueError(f"{owner}: {where}: warmup_init=True needs relative_step=True")
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        # The second moment's shape depends on the parameter: created in _update.
-        return {"exp_avg": float32_zeros} if group["beta1"] is not None else {}
 
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         size = group["lr"]

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, hyperparameters
+from ..base import PersonalizedOptimizer, hyperparameters
 from ..blocks import rms
-from ..validation import COUNT, Flag, Number, Rule
+from ..validation import COUNT, Flag, OneOf, Rule, refused
 
 try:
     import bitsandbytes.functional as bnbf
@@ -24,15 +24,6 @@ BLOCK_SIZE = 256
 #: once at import, because building one reads tensors back to the host.
 SIGNED_MAP = bnbf.create_dynamic_map(signed=True) if bnbf else None
 UNSIGNED_MAP = bnbf.create_dynamic_map(signed=False) if bnbf else None
-
-#: Keywords kept so that configs written for bitsandbytes still load, with the
-#: only values supported and why.
-ONLY_SUPPORTED: dict[str, tuple[tuple[Any, ...], str]] = {
-    "amsgrad": ((False,), "AdamW8bit has no AMSGrad variant"),
-    "optim_bits": ((8, 32), "ignored as in AdamW8bit: the state is 8-bit from min_8bit_size elements on"),
-    "percentile_clipping": ((100,), "bitsandbytes 0.50 removed percentile clipping; clip gradients in the trainer"),
-    "block_wise": ((True,), "the 8-bit state is always quantised in blocks of 256 elements"),
-}
 
 
 class AdamW8bitKahan(PersonalizedOptimizer):
@@ -138,18 +129,24 @@ class AdamW8bitKahan(PersonalizedOptimizer):
 
     #: bitsandbytes quantises each tensor on its own: one parameter per update, unbatched.
     item_batched: ClassVar[bool] = False
-    state_keys: ClassVar[frozenset[str]] = frozenset(
-        {"step", "state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2", "shift"}
+    #: The state depends on each tensor's size and dtype: ``_update`` creates the moments (8-bit codes
+    #: with maps and absmax, or float32), ``_write_param`` the Kahan buffer ``shift``.
+    extra_state_keys: ClassVar[frozenset[str]] = frozenset(
+        {"state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2", "shift"}
     )
 
-    rule_overrides: ClassVar[Mapping[str, Rule]] = {
-        "amsgrad": Flag(),
-        "optim_bits": Number(integral=True),
+    #: ``amsgrad``, ``optim_bits``, ``percentile_clipping`` and ``block_wise`` are kept so that configs
+    #: written for bitsandbytes still load: with the only values supported, and why.
+    own_rules: ClassVar[Mapping[str, Rule]] = {
+        "amsgrad": OneOf((False,), "AdamW8bit has no AMSGrad variant"),
+        "optim_bits": OneOf((8, 32), "ignored as in AdamW8bit: the state is 8-bit from min_8bit_size elements on"),
         "min_8bit_size": COUNT,
         "is_paged": Flag(),
         "stabilize": Flag(),
-        "percentile_clipping": Number(integral=True),
-        "block_wise": Flag(),
+        "percentile_clipping": OneOf(
+            (100,), "bitsandbytes 0.50 removed percentile clipping; clip gradients in the trainer"
+        ),
+        "block_wise": OneOf((True,), "the 8-bit state is always quantised in blocks of 256 elements"),
     }
 
     def __init__(
@@ -171,10 +168,8 @@ class AdamW8bitKahan(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         if args is not None:
-            raise ValueError(
-                f"{type(self).__name__}: constructor: args={args!r} is not supported; expected None "
-                "(pass optim_bits and min_8bit_size as keywords)"
-            )
+            expected = "None (pass optim_bits and min_8bit_size as keywords)"
+            raise refused(type(self).__name__, "constructor", "args", args, expected)
         del args  # checked above; never stored in a param group
         super().__init__(params, hyperparameters(locals()), unexpected)
 
@@ -184,20 +179,6 @@ class AdamW8bitKahan(PersonalizedOptimizer):
         defaults = super().hyperparameter_defaults()
         del defaults["args"]
         return defaults
-
-    @classmethod
-    def _check_group(cls, where: str, group: dict[str, Any]) -> None:
-        for key, (allowed, why) in ONLY_SUPPORTED.items():
-            if key in group and group[key] not in allowed:
-                expected = " or ".join(repr(value) for value in allowed)
-                raise ValueError(
-                    f"{cls.__name__}: {where}: {key}={group[key]!r} is not supported; expected {expected} ({why})"
-                )
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        # The state depends on each tensor's size and dtype: _update and
-        # _write_param create it.
-        return {}
 
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         return {"step": step}

@@ -10,7 +10,8 @@ from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters
 from ..blocks import adafactor_normalize_, item_amax, item_mean, kahan_add_, rms_by_norm, second_moment_state
-from ..validation import BETA, NON_NEGATIVE, POSITIVE, UNIT, Flag, Numbers, Rule
+from ..validation import BETA, NON_NEGATIVE, UNIT, Flag, Numbers, Rule, refused
+from .adafactor import SECOND_MOMENT_KEYS
 
 #: Start lrs above this are replaced by :data:`FALLBACK_START_LR`, as in the original.
 HIGHEST_START_LR = 1e-3
@@ -22,6 +23,11 @@ def quantize_lr_mask(lr: Tensor) -> tuple[Tensor, Tensor]:
     absmax = item_amax(lr.abs())
     scale = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
     return (lr / scale).round_().clamp_(-127, 127).to(torch.int8), scale
+
+
+def all_false(p: Tensor, grad: Tensor) -> Tensor:
+    """The first previous polarity: all negative."""
+    return torch.zeros_like(p, dtype=torch.bool)
 
 
 class Automagic(PersonalizedOptimizer):
@@ -75,33 +81,21 @@ class Automagic(PersonalizedOptimizer):
           (``blocks.saturate_``), which leaves every smaller value as it was.
     """
 
+    state_tensors: ClassVar[Mapping[str, StateInit]] = {"last_polarity": all_false}
     scalar_state_keys: ClassVar[frozenset[str]] = frozenset({"RMS", "lr_mask_scale", "avg_lr"})
+    #: Created by ``_update`` (the lr mask, the second moment) and, for bf16, ``_write_param`` (Kahan's ``shift``).
+    extra_state_keys: ClassVar[frozenset[str]] = SECOND_MOMENT_KEYS | {"lr_mask", "shift"}
     #: Inductor's CPU code loads and stores the int8 lr mask and the bool polarity slowly (a 1M-element
     #: batch: 12.5 ms compiled against 5.3 ms eager), so ``compile=True`` compiles for GPUs only.
     compile_on_cpu: ClassVar[bool] = False
-    state_keys: ClassVar[frozenset[str]] = frozenset(
-        {
-            "step",
-            "RMS",
-            "lr_mask",
-            "lr_mask_scale",
-            "avg_lr",
-            "last_polarity",
-            "exp_avg_sq",
-            "exp_avg_sq_row",
-            "exp_avg_sq_col",
-            "shift",
-        }
-    )
     #: Every stepped parameter has these (an EnhancedAdafactor state, whose other keys are ours, has not).
     required_state_keys: ClassVar[frozenset[str]] = frozenset({"lr_mask", "last_polarity"})
 
-    rule_overrides: ClassVar[Mapping[str, Rule]] = {
+    own_rules: ClassVar[Mapping[str, Rule]] = {
         "min_lr": NON_NEGATIVE,
         "max_lr": NON_NEGATIVE,
         "lr_bump": NON_NEGATIVE,
         "eps": Numbers(2, NON_NEGATIVE),
-        "clip_threshold": POSITIVE,
         "beta2": BETA,
         "do_paramiter_swapping": Flag(),
         "paramiter_swapping_factor": UNIT,
@@ -135,10 +129,7 @@ class Automagic(PersonalizedOptimizer):
     @classmethod
     def _check_group(cls, where: str, group: dict[str, Any]) -> None:
         if group["min_lr"] > group["max_lr"]:
-            raise ValueError(
-                f"Automagic: {where}: min_lr={group['min_lr']!r} is above max_lr={group['max_lr']!r}; "
-                "expected min_lr <= max_lr"
-            )
+            raise refused(cls.__name__, where, "min_lr", group["min_lr"], f"at most max_lr={group['max_lr']!r}")
 
     @staticmethod
     def _get_lr(param_group: dict[str, Any], param_state: Mapping[str, Any]) -> Tensor:
@@ -165,9 +156,6 @@ class Automagic(PersonalizedOptimizer):
             if total >= target:
                 break
             p.requires_grad_(True)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        return {"last_polarity": lambda p, grad: torch.zeros_like(p, dtype=torch.bool)}
 
     def _start_lr_mask(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         start = group["lr"] if group["lr"] <= HIGHEST_START_LR else FALLBACK_START_LR

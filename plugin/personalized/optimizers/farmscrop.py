@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, ones, zeros
 from ..blocks import add_scaled_, addcmul_scaled_, centralize, compass, rms_cap, soft_beta, square_safe
+from ..validation import NON_NEGATIVE, Rule
 
 
 class FARMSCrop(PersonalizedOptimizer):
@@ -45,7 +46,13 @@ class FARMSCrop(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "fim", "momentum", "previous_grad", "grad_diff_fim"})
+    own_rules: ClassVar[Mapping[str, Rule]] = {"momentum_amp": NON_NEGATIVE}
+    state_tensors: ClassVar[Mapping[str, StateInit]] = {
+        "fim": ones,
+        "momentum": zeros,
+        "previous_grad": zeros,
+        "grad_diff_fim": ones,
+    }
 
     def __init__(
         self,
@@ -61,9 +68,6 @@ class FARMSCrop(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        return {"fim": ones, "momentum": zeros, "previous_grad": zeros, "grad_diff_fim": ones}
 
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         fim_beta = soft_beta(group["betas"][1], step) ** 0.5

@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
+from ..base import NeededWhen, PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import (
     add_scaled_,
     centralize,
@@ -57,9 +57,13 @@ class FARMSCropV2(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "fim", "momentum", "previous_grad", "grad_diff_fim"})
-
-    rule_overrides: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
+    own_rules: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
+    state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {
+        "fim": ones,
+        "momentum": zeros,
+        "previous_grad": NeededWhen(lambda group: group["diff_mult"] > 0, negative_grad),
+        "grad_diff_fim": NeededWhen(lambda group: group["diff_mult"] > 0, ones),
+    }
 
     def __init__(
         self,
@@ -76,12 +80,6 @@ class FARMSCropV2(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        inits = {"fim": ones, "momentum": zeros}
-        if group["diff_mult"] > 0:
-            inits.update(previous_grad=negative_grad, grad_diff_fim=ones)
-        return inits
 
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         return farms_scalars(group, step)

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters, ones, zeros
 from ..blocks import addcdiv_scaled_, addcmul_scaled_, centralize, compass, rms_clip_scaled, soft_beta
+from ..validation import NON_NEGATIVE, Rule
 
 
 class FCompass(PersonalizedOptimizer):
@@ -52,7 +53,8 @@ class FCompass(PersonalizedOptimizer):
           those elements holds inf and they stop moving (README, NaN section).
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "momentum", "max_ema_squared", "fim"})
+    own_rules: ClassVar[Mapping[str, Rule]] = {"amp_fac": NON_NEGATIVE}
+    state_tensors: ClassVar[Mapping[str, StateInit]] = {"momentum": zeros, "max_ema_squared": zeros, "fim": ones}
 
     def __init__(
         self,
@@ -67,9 +69,6 @@ class FCompass(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        return {"momentum": zeros, "max_ema_squared": zeros, "fim": ones}
 
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         fim_beta = soft_beta(group["betas"][1], step)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
+from ..base import NeededWhen, PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import add_scaled_, addcmul_scaled_, centralize, rms_clip_scaled, soft_beta
+from ..validation import BETA, NON_NEGATIVE, Rule
 
 
 class FishMonger(PersonalizedOptimizer):
@@ -47,9 +48,15 @@ class FishMonger(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset(
-        {"step", "momentum", "momentum_slow", "momentum_slow_squared", "fim", "ema_diff", "previous_grad"}
-    )
+    own_rules: ClassVar[Mapping[str, Rule]] = {"diff_amp": NON_NEGATIVE, "diff_amp_beta": BETA}
+    state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {
+        "momentum": zeros,
+        "momentum_slow": zeros,
+        "momentum_slow_squared": zeros,
+        "fim": ones,
+        "ema_diff": NeededWhen(lambda group: group["diff_amp"], zeros),
+        "previous_grad": NeededWhen(lambda group: group["diff_amp"], negative_grad),
+    }
 
     def __init__(
         self,
@@ -65,12 +72,6 @@ class FishMonger(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        inits = {"momentum": zeros, "momentum_slow": zeros, "momentum_slow_squared": zeros, "fim": ones}
-        if group["diff_amp"]:
-            inits.update(ema_diff=zeros, previous_grad=negative_grad)
-        return inits
 
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2, beta3 = group["betas"]

@@ -5,9 +5,9 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
+from ..base import NeededWhen, PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
 from ..blocks import adaptive_eps, farms_scalars
-from ..validation import POSITIVE, Rule
+from ..validation import NON_NEGATIVE, POSITIVE, Flag, Number, Rule
 from .fmarscrop import fmars_update
 
 #: What ``eps_floor <= 0`` becomes, as in the original.
@@ -61,10 +61,20 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):
           norm clip an ``if``).
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset({"momentum", "fim", "prev_grad", "grad_diff_fim"})
-
-    rule_overrides: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
+    own_rules: ClassVar[Mapping[str, Rule]] = {
+        "eps": POSITIVE,
+        "eps2": NON_NEGATIVE,
+        "eps_floor": Number(0.0, optional=True),
+        "gamma": NON_NEGATIVE,
+        "cautious": Flag(),
+    }
     group_step: ClassVar[bool] = True
+    state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {
+        "grad_diff_fim": NeededWhen(lambda group: group["diff_mult"] > 0, ones),
+        "fim": ones,
+        "momentum": zeros,
+        "prev_grad": negative_grad,
+    }
 
     def __init__(
         self,
@@ -86,11 +96,6 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        inits: dict[str, StateInit] = {"grad_diff_fim": ones} if group["diff_mult"] > 0 else {}
-        inits.update(fim=ones, momentum=zeros, prev_grad=negative_grad)
-        return inits
 
     def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
         return farms_scalars(group, step)

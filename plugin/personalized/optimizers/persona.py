@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
+from ..base import NeededWhen, PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
 from ..blocks import ATAN2_SCALE, add_scaled_, cautious_floor, item_ndim, orthogonalize_guarded, square_safe
-from ..resets import persona_clock, reset_now
+from ..resets import PERSONA_CLOCK_KEYS, persona_clock, reset_now
+from ..validation import NON_NEGATIVE, Rule
 
 
 class PersonaOptimizer(PersonalizedOptimizer):
@@ -54,9 +55,17 @@ class PersonaOptimizer(PersonalizedOptimizer):
           every normal run, are untouched.
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset(
-        {"step", "ema", "ema_squared", "ema_grad_var", "steps_since_reset", "times_reset"}
-    )
+    own_rules: ClassVar[Mapping[str, Rule]] = {
+        "amp_factor": NON_NEGATIVE,
+        "focus_boost": NON_NEGATIVE,
+        "focus_eps": NON_NEGATIVE,
+    }
+    state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {
+        "ema": zeros,
+        "ema_squared": grad_squared,
+        "ema_grad_var": NeededWhen(lambda group: group["focus_boost"] > 0, zeros),
+    }
+    extra_state_keys: ClassVar[frozenset[str]] = PERSONA_CLOCK_KEYS
 
     write_param_first: ClassVar[bool] = True
 
@@ -80,12 +89,6 @@ class PersonaOptimizer(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        inits: dict[str, StateInit] = {"ema": zeros, "ema_squared": grad_squared}
-        if group["focus_boost"] > 0:
-            inits["ema_grad_var"] = zeros
-        return inits
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
         grad = square_safe(grad)

@@ -3,9 +3,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import math
 from collections.abc import Callable, Iterable, Iterator
-from numbers import Real
 from typing import Any, ClassVar
 
 import torch
@@ -14,7 +12,7 @@ from torch import Tensor
 from ..base import LOW_PRECISION, PersonalizedOptimizer, hyperparameters
 from ..blocks import copy_stochastic_
 from ..checks import refuse_meta
-from ..validation import BETA, POSITIVE, Flag, Number, Rule
+from ..validation import BETA, POSITIVE, Flag, Number, NumberOrInf, Rule, refused
 
 try:
     from prodigyopt import Prodigy as ProdigyOpt
@@ -23,17 +21,6 @@ except ImportError:  # the class still describes its settings (presets); the reg
 
 #: The state tensors prodigyopt updates in place (it only reads ``p0``).
 UPDATED_STATE = ("exp_avg", "exp_avg_sq", "s")
-
-
-@dataclasses.dataclass(frozen=True)
-class NumberOrInf(Number):
-    """A finite number in range, or ``inf`` (no limit)."""
-
-    def describe(self) -> str:
-        return super().describe() + ", or inf"
-
-    def accepts(self, value: Any) -> bool:
-        return (isinstance(value, Real) and value == math.inf) or super().accepts(value)
 
 
 class _KeywordProdigy(ProdigyOpt):
@@ -130,14 +117,15 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
           grad enabled.
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "s", "p0", "exp_avg", "exp_avg_sq"})
+    #: prodigyopt's own state (and its ``step``).
+    extra_state_keys: ClassVar[frozenset[str]] = frozenset({"s", "p0", "exp_avg", "exp_avg_sq"})
     required_state_keys: ClassVar[frozenset[str]] = frozenset({"s", "p0", "exp_avg_sq"})
 
     #: d is global: no per-parameter update (NaNGuard checks gradients only; no gradient release).
     per_parameter_update: ClassVar[bool] = False
     item_batched: ClassVar[bool] = False
 
-    rule_overrides: ClassVar[dict[str, Rule]] = {
+    own_rules: ClassVar[dict[str, Rule]] = {
         "beta3": dataclasses.replace(BETA, optional=True),
         "eps": POSITIVE,
         "decouple": Flag(),
@@ -173,11 +161,9 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
     @classmethod
     def _check_group(cls, where: str, group: dict[str, Any]) -> None:
         # The defaults (constructor, preset) need lr > 0, as in prodigyopt; a param group may use 0.
-        if "params" not in group and group["lr"] == 0:
-            raise ValueError(
-                f"{cls.__name__}: {where}: lr={group['lr']!r} is not allowed; expected a finite number > 0 "
-                "(only a param group may use lr=0)"
-            )
+        if "params" not in group and not POSITIVE.accepts(group["lr"]):
+            expected = f"{POSITIVE.describe()} (only a param group may use lr=0)"
+            raise refused(cls.__name__, where, "lr", group["lr"], expected)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -18,7 +18,7 @@ from ..blocks import (
     rms,
     square_safe,
 )
-from ..resets import atan2_adopt_scalars, interval_clock
+from ..resets import INTERVAL_CLOCK_KEYS, atan2_adopt_scalars, interval_clock
 
 
 class REMASTER(PersonalizedOptimizer):
@@ -66,7 +66,8 @@ class REMASTER(PersonalizedOptimizer):
           every normal run, are untouched.
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset({"step", "ema", "ema_squared", "times_zero", "steps_since_reset"})
+    state_tensors: ClassVar[Mapping[str, StateInit]] = {"ema": zeros, "ema_squared": zeros}
+    extra_state_keys: ClassVar[frozenset[str]] = INTERVAL_CLOCK_KEYS
 
     def __init__(
         self,
@@ -84,9 +85,6 @@ class REMASTER(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        return {"ema": zeros, "ema_squared": zeros}
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
         grad = square_safe(grad)

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
+from ..base import NeededWhen, PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
 from ..blocks import (
     ATAN2_SCALE,
     add_scaled_,
@@ -19,7 +19,8 @@ from ..blocks import (
     scion_lmo,
     square_safe,
 )
-from ..resets import atan2_adopt_scalars, interval_clock
+from ..resets import INTERVAL_CLOCK_KEYS, atan2_adopt_scalars, interval_clock
+from ..validation import NON_NEGATIVE, Rule
 
 
 class SCORN(PersonalizedOptimizer):
@@ -70,9 +71,13 @@ class SCORN(PersonalizedOptimizer):
           every normal run, are untouched.
     """
 
-    state_keys: ClassVar[frozenset[str]] = frozenset(
-        {"step", "ema", "ema_squared", "pbar", "times_zero", "steps_since_reset"}
-    )
+    own_rules: ClassVar[Mapping[str, Rule]] = {"focus_ratio": NON_NEGATIVE, "spectral_update_scale": NON_NEGATIVE}
+    state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {
+        "ema": zeros,
+        "ema_squared": grad_squared,
+        "pbar": NeededWhen(lambda group: group["focus_ratio"] > 0, zeros),
+    }
+    extra_state_keys: ClassVar[frozenset[str]] = INTERVAL_CLOCK_KEYS
 
     def __init__(
         self,
@@ -93,12 +98,6 @@ class SCORN(PersonalizedOptimizer):
         **unexpected: Any,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
-
-    def _state_init(self, group: dict[str, Any]) -> dict[str, StateInit]:
-        inits: dict[str, StateInit] = {"ema": zeros, "ema_squared": grad_squared}
-        if group["focus_ratio"] > 0:
-            inits["pbar"] = zeros
-        return inits
 
     def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
         grad = square_safe(grad)
