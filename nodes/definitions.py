@@ -15,15 +15,13 @@ from typing import Any
 
 CATEGORY = "training/personalized"
 
-#: Widget types; any other type is a socket (MODEL, LATENT, a custom type...).
-WIDGETS = ("COMBO", "INT", "FLOAT", "BOOLEAN", "STRING")
-
 
 @dataclass(frozen=True)
 class Field:
     """One input: a widget (with its limits) or a socket to connect another node to."""
 
     name: str
+    #: COMBO, INT, FLOAT, BOOLEAN or STRING make a widget; any other type (MODEL, LATENT, a custom type...) a socket.
     type: str
     tooltip: str
     default: Any = None

@@ -1,9 +1,11 @@
 """Shared fixtures, helpers and :data:`RECORDS`, the one table of what the tests know about each optimizer.
 
-Adding an optimizer takes, on the test side, one :class:`OptimizerRecord` in :data:`RECORDS`:
-every test that runs over all optimizers (the ``optimizer_class`` fixture, :data:`BATCHED`, the
-replay of ``tests/refdata``) reads it, and ``test_every_optimizer_has_a_record`` fails until it
-exists. Its recordings, if any, go into ``tests/refdata`` (``refdata/README.md``).
+Adding an optimizer takes, on the test side, one :class:`OptimizerRecord` in :data:`RECORDS`, in
+catalogue order: every test that runs over all optimizers (the ``optimizer_class`` fixture,
+:data:`BATCHED`, :func:`features`, :func:`fixed_lr`) and the replay of ``tests/refdata``
+(``reference.py``) read it, and ``test_records.py`` fails until it exists and names only the
+optimizer's own keywords and recordings. Recordings of its original, if any, go into
+``tests/refdata`` (``refdata/README.md``); the shared tests then replay them.
 """
 
 from __future__ import annotations

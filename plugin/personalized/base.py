@@ -124,7 +124,7 @@ class NeededWhen:
     init: StateInit
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Batch:
     """One ``_update`` call, prepared: what :meth:`PersonalizedOptimizer._init_batch` gathers."""
 
@@ -143,9 +143,10 @@ class Batch:
     before: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Work:
-    """What ``_update`` ran on: the parameter batch and state, float32 copies for low-precision tensors."""
+    """What ``_update`` ran on: the parameter batch (a float32 copy of a low-precision one) and the state
+    (the batch's own, or with low-precision tensors: a copy holding float32 copies of them)."""
 
     p: Tensor
     state: dict[str, Any]
@@ -419,7 +420,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
                 if torch.is_tensor(value) and key != "step":
                     self.state[p][key] = value.to(device=p.device)
 
-    # -- the shared step ---------------------------------------------------------------
+    # -- the shared step: check everything, then per batch prepare, initialise, scalars, run, write back --
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -572,9 +573,9 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         (bf16/fp16) parameter batches and state tensors are replaced by float32 copies; ``copy`` (a
         trial) copies the parameter batch in any case."""
         low = tuple(name for name in batch.needed if batch.items[name].dtype in LOW_PRECISION)
-        state = dict(batch.items)
-        for name in low:
-            state[name] = batch.items[name].float()
+        state = batch.items
+        if low:
+            state = {**state, **{name: state[name].float() for name in low}}
         p = batch.p.float() if batch.p.dtype in LOW_PRECISION else batch.p.clone() if copy else batch.p
         update(p, batch.grad.to(p.dtype), state, group, batch.scalars)
         return Work(p, state, low)
@@ -587,12 +588,13 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         items, low_param = batch.items, batch.p.dtype in LOW_PRECISION
         if low_param and self.write_param_first:
             self._write_param(batch.p, work.p, items, group)
-        round_ = self._round(group)
-        for name, value in work.state.items():
-            if name in work.low:
-                round_(items[name], value)
-            else:
-                items[name] = value
+        if work.low:  # ``_update`` ran on a copy of the state
+            round_ = self._round(group)
+            for name, value in work.state.items():
+                if name in work.low:
+                    round_(items[name], value)
+                else:
+                    items[name] = value
         if low_param and not self.write_param_first:
             self._write_param(batch.p, work.p, items, group)
         self._store_items(batch.params, batch.states, items, batch.before)

@@ -4,16 +4,21 @@ An update on the CPU creates temporaries of a few MiB each (one per elementwise
 operation in eager mode, fewer when compiled). With glibc's default settings the
 memory of such temporaries goes back to the system when they are freed, and the
 next step pays a page fault for every 4 KiB it touches again: on a 2-CPU machine
-that made an eager FCompass step 2.5 times slower. The first step on CPU tensors
-therefore raises glibc's trim threshold, so that up to :data:`KEEP_BYTES` of freed
-memory stays in the process for the next temporaries, and fixes the mmap threshold
-at glibc's own upper limit (what glibc's dynamic threshold reaches anyway once a
-few MiB-sized blocks were freed). This is the trade PyTorch's CUDA caching
-allocator makes for GPU memory; here it costs at most 128 MiB of resident memory.
+that made an eager FCompass step 2.5 times slower. Building an optimizer of this
+package with parameters on the CPU therefore raises glibc's trim threshold, so that
+up to :data:`KEEP_BYTES` of freed memory stays in the process for the next
+temporaries, and fixes the mmap threshold at glibc's own upper limit (what glibc's
+dynamic threshold reaches anyway once a few MiB-sized blocks were freed). This is
+the trade PyTorch's CUDA caching allocator makes for GPU memory; here it costs at
+most 128 MiB of resident memory.
 
-It is process-wide, happens once, and only on Linux with glibc (elsewhere, and
-under jemalloc or tcmalloc, nothing changes). ``PERSONALIZED_KEEP_FREED_MEMORY=0``
-in the environment turns it off.
+It is process-wide and happens once: in the constructor of the first optimizer
+given CPU parameters (:class:`personalized.base.PersonalizedOptimizer` calls
+:func:`keep_freed_memory`), never on import and never in a step; an optimizer
+whose parameters are all on a GPU leaves the process alone. Only on Linux with
+glibc (elsewhere, and under jemalloc or tcmalloc, nothing changes).
+``PERSONALIZED_KEEP_FREED_MEMORY=0`` in the environment turns it off; it is read
+at that first construction.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ _applied: bool | None = None
 
 
 def keep_freed_memory() -> bool:
-    """Apply the setting once per process; return whether it is in effect."""
+    """Apply the setting once per process (later calls change nothing); return whether it is in effect."""
     global _applied
     if _applied is None:
         _applied = _apply()

@@ -49,7 +49,7 @@ class Task:
     build: Callable[[int], Problem]
     #: Optional packages the task needs, as (module, pip package) pairs.
     needs: tuple[tuple[str, str], ...] = ()
-    #: The relative time of one step (the models' tasks are 1), for the progress bar's estimate.
+    #: The time of one step relative to the lora task's (measured on one thread), for the progress estimate.
     cost: float = 1.0
     #: ``prepare(seeds)``: what every run of the task shares and is costly to make (a pretrained
     #: base model), as picklable data; the bench computes it once and hands it to its worker processes.

@@ -56,4 +56,5 @@ TASK = Task(
     steps=400,
     build=DigitsClassifier,
     needs=digits.NEEDS,
+    cost=2.0,
 )

@@ -194,7 +194,7 @@ TASK = Task(
     steps=400,
     build=DenoiserLoRA,
     needs=digits.NEEDS,
-    cost=2.4,
+    cost=2.5,
     prepare=share,
     adopt=adopt,
 )

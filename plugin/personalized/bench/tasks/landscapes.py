@@ -78,7 +78,7 @@ QUADRATIC = Task(
     loss="noise-free quadratic value",
     steps=400,
     build=NoisyQuadratic,
-    cost=0.1,
+    cost=0.15,
 )
 
 ROSENBROCK = Task(
@@ -88,5 +88,5 @@ ROSENBROCK = Task(
     loss="noise-free mean Rosenbrock value",
     steps=400,
     build=NoisyRosenbrock,
-    cost=0.15,
+    cost=0.2,
 )
