@@ -9,14 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from records import RECORDS
 from safetensors.torch import load_file
-
-try:
-    from conftest import RECORDS
-except ModuleNotFoundError as missing:  # without pytest (benchmarks/gpu_check.py): loading and replaying still work
-    if missing.name != "pytest":
-        raise
-    RECORDS = {}
 
 REFDATA = Path(__file__).parent / "refdata"
 NAMES = ("w2d", "b1d", "w4d")
