@@ -14,6 +14,12 @@ A concrete optimizer declares, once each:
 * its math, for a batch of same-shape parameters (:meth:`PersonalizedOptimizer._update`),
   with the step's host numbers (:meth:`PersonalizedOptimizer._scalars`).
 
+Adding an optimizer takes that class in its own module of ``optimizers/`` (with an
+Args section and "Differences from the original" in its docstring, which ``personalized
+show`` prints), its place in ``optimizers.CATALOGUE`` (or ``registry.OPTIONAL`` when it
+needs an optional package), a ``presets/default/<Name>.yaml`` and, for the tests, its
+record in ``tests/records.py``; the trainers' integrations list it from there.
+
 This base class does the rest the same way for all of them:
 
 * validation of the constructor keywords and of every param group;

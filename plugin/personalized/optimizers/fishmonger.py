@@ -54,8 +54,8 @@ class FishMonger(PersonalizedOptimizer):
         "momentum_slow": zeros,
         "momentum_slow_squared": zeros,
         "fim": ones,
-        "ema_diff": NeededWhen(lambda group: group["diff_amp"], zeros),
-        "previous_grad": NeededWhen(lambda group: group["diff_amp"], negative_grad),
+        "ema_diff": NeededWhen(lambda group: group["diff_amp"] != 0, zeros),
+        "previous_grad": NeededWhen(lambda group: group["diff_amp"] != 0, negative_grad),
     }
 
     def __init__(
