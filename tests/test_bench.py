@@ -180,7 +180,16 @@ def test_tolerance_is_the_span_of_lrs_within_ten_percent_of_the_best() -> None:
     losses = {1e-4: 2.0, 3e-4: 1.08, 1e-3: 1.0, 3e-3: 1.09, 1e-2: None, 3e-2: 1.0}
     assert tolerance_decades(losses, 1e-3) == pytest.approx(math.log10(3e-3 / 3e-4))
     assert tolerance_decades({1e-3: 1.0, 1e-2: 5.0}, 1e-3) == 0.0
-    assert (verdict(1.02, 1.0), verdict(0.9, 1.0), verdict(1.1, 1.0)) == ("tie", "win", "loss")
+
+
+def test_a_difference_counts_only_beyond_one_percent_and_two_standard_errors() -> None:
+    def spread(mean: float, std: float = 0.0) -> dict[str, float]:
+        return {"mean": mean, "std": std, "seeds": 3}
+
+    adamw_loss = spread(1.0)
+    assert [verdict(spread(v), adamw_loss) for v in (1.005, 0.9, 1.1)] == ["tie", "win", "loss"]
+    assert verdict(spread(0.9, std=0.2), adamw_loss) == "tie"  # 2 standard errors: 0.23
+    assert verdict(spread(0.7, std=0.2), adamw_loss) == "win"
 
 
 def test_every_contender_gets_the_same_grid_seeds_and_steps() -> None:

@@ -17,8 +17,12 @@ lr multiplier
     the best lr divided by AdamW's best lr on the same task: the factor to
     apply to an AdamW learning rate that is known to work.
 verdict
-    ``win``, ``tie`` or ``loss`` against AdamW at both best lrs: a tie when the
-    mean losses differ by less than :data:`TIE` (3%) of AdamW's.
+    ``win``, ``tie`` or ``loss`` against AdamW at both best lrs. A difference
+    counts only when it is larger than both :data:`TIE` (1%) of AdamW's loss and
+    :data:`STANDARD_ERRORS` (2) standard errors of the difference over the seeds
+    (``sqrt(sd1**2 / n1 + sd2**2 / n2)``); otherwise it is a tie. So a tiny
+    gain on a task where every seed agrees is still a tie, and so is a larger
+    one that the seeds' spread cannot tell from noise.
 
 Across tasks (:func:`overall`): wins, ties and losses against AdamW, and the lr
 multiplier's median, min and max.
@@ -39,7 +43,9 @@ from .sweep import Protocol, mean_by_lr
 #: An lr is "within tolerance" when its mean loss is at most this much (relative) above the best.
 TOLERANCE = 0.10
 #: Two mean losses closer than this (relative to AdamW's) are a tie.
-TIE = 0.03
+TIE = 0.01
+#: ... and so are two whose difference is within this many standard errors of it.
+STANDARD_ERRORS = 2.0
 
 
 @dataclass
@@ -133,11 +139,12 @@ def summarize(result: ContenderResult, protocol: Protocol) -> Summary:
     return summary
 
 
-def verdict(loss: float, reference: float) -> str:
-    """``win``, ``tie`` or ``loss`` of a mean loss against AdamW's (see :data:`TIE`)."""
-    if abs(loss - reference) <= TIE * abs(reference):
+def verdict(loss: dict[str, float], reference: dict[str, float]) -> str:
+    """``win``, ``tie`` or ``loss`` of a loss spread (:class:`Summary`'s ``loss``) against AdamW's."""
+    error = math.sqrt(loss["std"] ** 2 / loss["seeds"] + reference["std"] ** 2 / reference["seeds"])
+    if abs(loss["mean"] - reference["mean"]) <= max(TIE * abs(reference["mean"]), STANDARD_ERRORS * error):
         return "tie"
-    return "win" if loss < reference else "loss"
+    return "win" if loss["mean"] < reference["mean"] else "loss"
 
 
 def summarize_task(task_result: TaskResult, protocol: Protocol) -> list[Summary]:
@@ -150,7 +157,7 @@ def summarize_task(task_result: TaskResult, protocol: Protocol) -> list[Summary]
         if summary.best_lr is not None and adamw.best_lr is not None:
             summary.lr_multiplier = summary.best_lr / adamw.best_lr
         if summary.loss is not None:
-            summary.verdict = verdict(summary.loss["mean"], adamw.loss["mean"])  # type: ignore[index]
+            summary.verdict = verdict(summary.loss, adamw.loss)  # type: ignore[arg-type]
         else:
             summary.verdict = "loss"  # every lr went NaN or failed
     return summaries

@@ -15,7 +15,8 @@ e.g. ``"0.001"``, ``"3e-05"``; ``"preset"`` stands for an adaptive contender's o
         "description": "...",                        # the protocol in one sentence
         "lr_grid": [1e-05, ...],                     # the grid every swept contender draws from
         "seeds": [0, 1, 2],
-        "tolerance": 0.1, "tie": 0.03                # see personalized.bench.analysis
+        "tolerance": 0.1, "tie": 0.01,               # see personalized.bench.analysis
+        "tie_standard_errors": 2.0
       },
       "wall_time_s": 180.0,                          # the whole suite, on a possibly busy machine
       "skipped": [{"name": "default/AdamW8bitKahan", "reason": "..."}],
@@ -73,7 +74,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from .analysis import TIE, TOLERANCE, Overall, Summary, overall, summarize_task
+from .analysis import STANDARD_ERRORS, TIE, TOLERANCE, Overall, Summary, overall, summarize_task
 from .contenders import ADAMW
 from .runner import SeedRun, SuiteResult, TaskResult
 from .sweep import Protocol
@@ -185,6 +186,7 @@ def to_json(suite: SuiteResult) -> dict[str, Any]:
             "seeds": list(protocol.seeds),
             "tolerance": TOLERANCE,
             "tie": TIE,
+            "tie_standard_errors": STANDARD_ERRORS,
         },
         "wall_time_s": suite.wall_time_s,
         "skipped": [{"name": skip.name, "reason": skip.reason} for skip in suite.skipped],
@@ -403,7 +405,8 @@ def protocol_text(suite: SuiteResult) -> str:
         f"Protocol: every contender, AdamW included, on the same {protocol.describe()}; same seeds and "
         f"steps for all; other hyperparameters from each preset (AdamW and peers: library defaults). "
         f"Adaptive contenders (Prodigy, Automagic, Adafactor's relative step) run at their preset's lr. "
-        f"Best lr = lowest mean held-out final loss; a tie is within {TIE:.0%} of AdamW's loss; tolerance = "
+        f"Best lr = lowest mean held-out final loss; a tie is a difference within {TIE:.0%} of AdamW's loss or within "
+        f"{STANDARD_ERRORS:g} standard errors over the seeds; tolerance = "
         f"the lr span (decades) within {TOLERANCE:.0%} of the best loss; lr x AdamW = best lr / AdamW's best lr. "
         f"{suite.workers} worker process(es), {minutes}m{seconds:02d}s wall time in all; time/run is wall time "
         f"of training steps on a possibly busy machine."
