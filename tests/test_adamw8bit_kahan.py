@@ -231,6 +231,25 @@ def test_kahan_buffer_keeps_every_small_update(dtype: torch.dtype, stochastic_fp
     assert reference.ulps(low.detach(), reference_param.detach().to(dtype)).max() <= 1
 
 
+def test_kahan_buffer_keeps_the_exact_remainder_when_a_step_flips_signs() -> None:
+    """Steps of about lr = 1 flip many bf16 parameters' signs: the buffer still holds what rounding cut off,
+    measured exactly and rounded once (taken in bf16, that remainder was rounded twice)."""
+    torch.manual_seed(0)
+    start, grad = torch.randn(4096).bfloat16(), torch.randn(4096).bfloat16()
+    settings = dict(lr=1.0, stabilize=False, weight_decay=0.0, stochastic_fp=False, min_8bit_size=2**31)
+    exact = torch.nn.Parameter(start.float())
+    exact.grad = grad.float()
+    AdamW8bitKahan([exact], **settings).step()
+    low = torch.nn.Parameter(start.clone())
+    low.grad = grad
+    optimizer = AdamW8bitKahan([low], **settings)
+    optimizer.step()
+    assert (low.detach().sign() != start.sign()).sum() > 1000
+    update = (exact.detach() - start.float()).bfloat16()  # the step, as the buffer first takes it
+    remainder = start.double() + update.double() - low.detach().double()
+    assert torch.equal(optimizer.state[low]["shift"], remainder.float().bfloat16())
+
+
 def test_stabilize_is_a_param_group_setting() -> None:
     stable, plain = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(4))
     optimizer = AdamW8bitKahan([{"params": [stable]}, {"params": [plain], "stabilize": False}], weight_decay=0.0)

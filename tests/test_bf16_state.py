@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import personalized
+from personalized.base import SHARED_KEYWORDS
 
 import reference
 from conftest import step_with_seeded_grads
@@ -47,6 +48,11 @@ def update_errors(case: reference.Case, **kwargs: object) -> list[float]:
 def test_bf16_state_stays_close_to_the_float32_trajectories(name: str) -> None:
     errors = update_errors(reference.load(name), bf16_state=True)
     assert max(errors) <= UPDATE_TOLERANCE, f"worst step {errors.index(max(errors))}: {max(errors):.2%}"
+
+
+def test_the_help_text_promises_the_tested_bound() -> None:
+    """What ``help()`` and ``personalized show`` say of bf16_state is the bound tested above."""
+    assert f"update within {UPDATE_TOLERANCE:.0%} of float32 state's (tested)" in SHARED_KEYWORDS["bf16_state"][1]
 
 
 def test_the_tolerance_can_fail() -> None:

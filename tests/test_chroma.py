@@ -109,7 +109,7 @@ def test_scorn_init_works_and_uses_scale() -> None:
 
 def test_scorn_convolution_updates_are_scaled_by_kernel_area() -> None:
     """Documented quirk kept: the LMO divides convolution updates by k²."""
-    from personalized.blocks import scion_lmo
+    from personalized.optimizers.scorn import scion_lmo
 
     grad = torch.randn(1, 4, 3, 3, 3)  # a batch of one item
     as_matrix = scion_lmo(grad.reshape(1, 4, -1)).view_as(grad) / (4 / 27) ** 0.5  # unscaled orthogonal part

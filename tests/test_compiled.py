@@ -18,14 +18,18 @@ from conftest import BATCHED
 SHAPES = [(64, 80), (80,), (64, 80), (32, 16, 3, 3), (32, 16, 3, 3), (64, 80), (80,), (96, 50), (6, 5)]
 
 
-def train(cls: type, compile: bool, steps: int = 4, **kwargs: object) -> list[torch.Tensor]:
+def train(
+    cls: type, compile: bool, steps: int = 4, dtype: torch.dtype = torch.float32, **kwargs: object
+) -> list[torch.Tensor]:
+    """``steps`` steps under a LambdaLR; the global generator (stochastic rounding's) seeded first."""
+    torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in SHAPES]
+    params = [torch.nn.Parameter(torch.randn(shape, generator=generator).to(dtype)) for shape in SHAPES]
     optimizer = cls(params, compile=compile, **{**features(cls), **kwargs})
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (step + 1))
     for _ in range(steps):
         for p in params:
-            p.grad = torch.randn(p.shape, generator=generator)
+            p.grad = torch.randn(p.shape, generator=generator).to(dtype)
         optimizer.step()
         schedule.step()
     return [p.detach() for p in params]
@@ -82,10 +86,73 @@ def test_compilation_failure_falls_back_to_eager_with_one_warning(monkeypatch: p
         assert torch.equal(ours, expected)
 
 
-def test_scalars_reach_the_compiled_code_as_tensors() -> None:
-    converted = compiling.as_tensors({"lr": 1e-3, "reset": False})
-    assert torch.is_tensor(converted["lr"]) and converted["lr"].dtype == torch.float32
-    assert converted["reset"] is False
+def test_scalars_reach_the_compiled_code_as_tensors_kept_between_steps() -> None:
+    inputs = compiling.ScalarInputs()
+    first = inputs({"lr": 1e-3, "reset": False})
+    lr = first["lr"]
+    assert torch.is_tensor(lr) and lr.dtype == torch.float32 and lr.dim() == 0 and lr.device.type == "cpu"
+    assert first["reset"] is False
+    second = inputs({"lr": 5e-4, "reset": True})
+    assert second["lr"] is lr  # refilled, not allocated again
+    assert lr.item() == torch.tensor(5e-4, dtype=torch.float32).item()
+    assert second["reset"] is True
+
+
+def fake_compile(monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str, object]], list[tuple[str, int, dict]]]:
+    """Replace torch.compile with a recorder: the settings of each compilation, and each compiled call
+    (device type, elements, scalars)."""
+    compilations: list[dict[str, object]] = []
+    calls: list[tuple[str, int, dict]] = []
+
+    def compile(update: object, **settings: object) -> object:
+        compilations.append(settings)
+        return lambda p, grad, state, group, s: calls.append((p.device.type, p.numel(), s))
+
+    monkeypatch.setattr(compiling.torch, "compile", compile)
+    return compilations, calls
+
+
+def test_the_cpu_workarounds_apply_to_the_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One compiled update per device type: CPU code with the CPU's Inductor options, static first
+    and eager below 4096 elements; GPU code (the meta device stands in for CUDA here: every device
+    type but the CPU is compiled alike) with Inductor's defaults, dynamic shapes, tiny batches too."""
+    compilations, calls = fake_compile(monkeypatch)
+    eager: list[tuple[str, int]] = []
+    update = compiling.CompiledUpdate(lambda p, grad, state, group, s: eager.append((p.device.type, p.numel())), "X")
+    for device, elements in [("cpu", 8192), ("cpu", 30), ("meta", 8192), ("meta", 30), ("cpu", 8192), ("meta", 60)]:
+        p = torch.zeros(1, elements, device=device)
+        update(p, p, {}, {}, {"lr": 1e-3})
+    cpu_options = {"cpp.max_horizontal_fusion_size": 0, "realize_opcount_threshold": 0}
+    assert compilations == [{"dynamic": None, "options": cpu_options}, {"dynamic": True, "options": {}}]
+    assert [call[:2] for call in calls] == [("cpu", 8192), ("meta", 8192), ("meta", 30), ("cpu", 8192), ("meta", 60)]
+    assert eager == [("cpu", 30)]
+    assert all(s["lr"] is calls[0][2]["lr"] for *_, s in calls)  # one lr tensor for every call
+
+
+def test_compile_settings_per_device_type() -> None:
+    cpu = compiling.compile_settings("cpu")
+    assert cpu.options == {"cpp.max_horizontal_fusion_size": 0, "realize_opcount_threshold": 0}
+    assert cpu.dynamic is None and cpu.min_elements == 4096
+    for gpu in ("cuda", "xpu"):
+        assert compiling.compile_settings(gpu) == compiling.CompileSettings({}, dynamic=True, min_elements=1)
+
+
+#: The write-back orders: state before the parameter, and the parameter first.
+WRITE_BACK_ORDERS = [personalized.FCompass, personalized.PersonaOptimizer]
+
+
+@pytest.mark.parametrize("cls", WRITE_BACK_ORDERS, ids=lambda cls: cls.__name__)
+def test_compiled_bf16_steps_equal_eager_ones_bit_for_bit(cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stochastic rounding runs after the compiled update, on the global generator: the same draws
+    (the generator ends in the same state) and the same bf16 parameters as eager steps."""
+    monkeypatch.setattr(cls, "compile_on_cpu", True)
+    compiled = train(cls, compile=True, dtype=torch.bfloat16)
+    compiled_generator = torch.get_rng_state()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # really compiled
+    eager = train(cls, compile=False, dtype=torch.bfloat16)
+    assert torch.equal(compiled_generator, torch.get_rng_state())
+    for ours, expected in zip(compiled, eager):
+        assert ours.dtype == torch.bfloat16 and torch.equal(ours, expected)
 
 
 def test_gradient_release_runs_the_compiled_update() -> None:

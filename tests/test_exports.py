@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import pydoc
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import replace
@@ -218,6 +219,13 @@ def test_signature_binds_what_the_constructor_takes(cls: type) -> None:
         inspect.signature(cls).bind(make_params(), foreach_=False)
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) 'foreach_'; allowed keywords.*foreach"):
         cls(make_params(), foreach_=False)
+
+
+def test_shared_keyword_help_carries_no_benchmark_figures() -> None:
+    """Measured speed-ups and sizes go stale; the help points to benchmarks/speed.py instead."""
+    for key, (_, text) in SHARED_KEYWORDS.items():
+        assert not re.search(r"\d\s*(x\b|[KMG]iB)|twice as fast", text), f"{key}: {text}"
+    assert "benchmarks/speed.py" in SHARED_KEYWORDS["compile"][1]
 
 
 def test_optimizers_without_a_multi_tensor_path_show_no_shared_keywords() -> None:

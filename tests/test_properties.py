@@ -1,4 +1,5 @@
-"""Properties of the blocks (``personalized/blocks.py``) and of a step's refusals, over generated inputs.
+"""Properties of the blocks (``personalized/blocks.py``, and the families' own in ``personalized/optimizers/``)
+and of a step's refusals, over generated inputs.
 
 The recordings pin each optimizer's numbers on one small problem; these tests let hypothesis
 look for shapes and values that break what every update relies on: a batch of n items gives
@@ -20,6 +21,7 @@ from torch import Tensor
 
 import personalized
 from personalized import blocks
+from personalized.optimizers import adafactor, farms, scorn
 
 from conftest import make_params, record
 
@@ -43,13 +45,13 @@ def item_batches(draw: st.DrawFn, count: int = 2) -> list[Tensor]:
 
 def with_second_moment(x: Tensor, g: Tensor) -> Tensor:
     """Adafactor's normalisation of ``g`` from a fresh (factored, for matrices) second moment of ``x``'s shape."""
-    return blocks.adafactor_normalize_(blocks.second_moment_state(x), g, 0.9, 1e-30)
+    return adafactor.adafactor_normalize_(adafactor.second_moment_state(x), g, 0.9, 1e-30)
 
 
 def difference_base(x: Tensor, g: Tensor) -> Tensor:
     """The FARMSCropV2 family's difference base, from a difference EMA ``x.abs()``, and that EMA after the step."""
     ema = x.abs()
-    base = blocks.difference_fisher_base_(ema, g, 1.0, 0.9, 0.5, 2.0, 1e-6)
+    base = farms.difference_fisher_base_(ema, g, 1.0, 0.9, 0.5, 2.0, 1e-6)
     return torch.cat([base, ema])
 
 
@@ -65,16 +67,16 @@ PER_ITEM: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "rms_cap": lambda x, g: blocks.rms_cap(x),
     "norm_clip": lambda x, g: blocks.norm_clip(x, 0.5),
     "centralize": lambda x, g: blocks.centralize(x, 1.0),
-    "moment_centralize": lambda x, g: blocks.moment_centralize(x, 1.0),
+    "moment_centralize": lambda x, g: farms.moment_centralize(x, 1.0),
     "cautious_mask": blocks.cautious_mask,
     "cautious_floor": lambda x, g: blocks.cautious_floor(x, g, 0.1, 1e-3, strict=False),
     "adaptive_eps": lambda x, g: blocks.adaptive_eps(g, 1e-6, 1e-2, 1e-30),
-    "mars_correction": lambda x, g: blocks.mars_correction(g, g - x, 5e-4, 0.9, 1.0),
+    "mars_correction": lambda x, g: farms.mars_correction(g, g - x, 5e-4, 0.9, 1.0),
     "difference_fisher_base_": difference_base,
     "orthogonalize": lambda x, g: blocks.orthogonalize(x, g, 1e-30),
     "orthogonalize in bf16": lambda x, g: blocks.orthogonalize(x.bfloat16(), g.bfloat16(), 1e-30),
     "orthogonalize_guarded": lambda x, g: blocks.orthogonalize_guarded(x, g, 1e-30),
-    "scion_lmo": lambda x, g: blocks.scion_lmo(g),
+    "scion_lmo": lambda x, g: scorn.scion_lmo(g),
     "adafactor_normalize_": with_second_moment,
 }
 

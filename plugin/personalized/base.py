@@ -16,7 +16,8 @@ A concrete optimizer declares, once each:
 
 Adding an optimizer takes that class in its own module of ``optimizers/`` (with an
 Args section and "Differences from the original" in its docstring, which ``personalized
-show`` prints), its place in ``optimizers.CATALOGUE`` (or ``registry.OPTIONAL`` when it
+show`` prints; a member of a family derives from the family's class, as in
+``optimizers/farms.py``), its place in ``optimizers.CATALOGUE`` (or ``registry.OPTIONAL`` when it
 needs an optional package), a ``presets/default/<Name>.yaml`` and, for the tests, its
 record in ``tests/records.py``; the trainers' integrations list it from there.
 
@@ -57,6 +58,7 @@ from torch import Tensor
 
 from .blocks import copy_stochastic_
 from .checks import check_parameter, refuse_complex
+from .closure import closure_loss
 from .compiling import CompiledUpdate
 from .cpu_memory import keep_freed_memory
 from .docstrings import add_keywords
@@ -76,24 +78,23 @@ WRITTEN_BY = "optimizer"
 SHARED_KEYWORDS: dict[str, tuple[Any, str]] = {
     "foreach": (
         True,
-        "update same-shape parameters together as one stacked batch (same math, much faster on the "
-        "many small tensors of a LoRA, above all on a GPU). False saves memory (two 4 MiB stacking buffers, "
-        "and about 30 MiB less peak during a step) and reproduces the originals' random draws for bf16/fp16 "
-        "parameters bit for bit.",
+        "update same-shape parameters together as one stacked batch: the same math, much faster on the "
+        "many small tensors of a LoRA, above all on a GPU. False saves memory (the stacking buffers and "
+        "part of a step's peak) and reproduces the originals' random draws for bf16/fp16 parameters bit "
+        "for bit.",
     ),
     "compile": (
         False,
-        "run the update through torch.compile (fused kernels): on a CPU about twice as fast for FCompass, "
-        "FishMonger and the FARMSCrop family, 1.4x to 1.6x for SCORN and REMASTER, barely faster for Adafactor "
-        "and Persona; Automagic compiles on GPUs only (measure with benchmarks/speed.py --set compile=True). "
-        "The first step compiles for seconds; lr schedules do not recompile. What fails to compile (often on "
-        "Windows) runs uncompiled after one warning.",
+        "run the update through torch.compile (fused kernels): faster steps after a first step that "
+        "compiles for seconds; how much faster depends on the optimizer and the device (measure with "
+        "benchmarks/speed.py --set compile=True). lr schedules do not recompile; Automagic compiles on "
+        "GPUs only; what fails to compile (often on Windows) runs uncompiled after one warning.",
     ),
     "bf16_state": (
         False,
-        "keep float32 parameters' optimizer state in bfloat16 with stochastic rounding: half the "
-        "state memory, results within about 1% of float32 state. For new runs (existing state keeps "
-        "its dtype).",
+        "keep float32 parameters' optimizer state in bfloat16 with stochastic rounding: half the state "
+        "memory, each step's update within 2% of float32 state's (tested). For new runs (existing state "
+        "keeps its dtype).",
     ),
 }
 
@@ -128,6 +129,11 @@ class NeededWhen:
 
     condition: Callable[[Mapping[str, Any]], bool]
     init: StateInit
+
+
+def state_init(declared: StateInit | NeededWhen) -> StateInit:
+    """How a declared state tensor starts (for a :class:`NeededWhen`: its ``init``)."""
+    return declared.init if isinstance(declared, NeededWhen) else declared
 
 
 @dataclass(slots=True)
@@ -339,6 +345,13 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         state["step"] = state.get("step", 0) + 1
         return state["step"]
 
+    def _restart_state(self, p: Tensor, grad: Tensor, state: dict[str, Any]) -> None:
+        """Start the declared state tensors in ``state`` again, as before the first update (for
+        ``_update``'s periodic resets: REMASTER, SCORN, PersonaOptimizer)."""
+        for name, declared in self.state_tensors.items():
+            if name in state:
+                state[name].copy_(state_init(declared)(p, grad))
+
     def _write_param(self, p: Tensor, p32: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         """Store the float32 result ``p32`` into the low-precision parameter ``p``."""
         self._round(group)(p, p32)
@@ -431,10 +444,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step; return the closure's loss, if a closure is given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         plan = [
             (group, batches(self._stepped_params(group), self.state, self.item_batched and group.get("foreach", False)))
             for group in self.param_groups
@@ -557,7 +567,7 @@ class PersonalizedOptimizer(torch.optim.Optimizer):
         settings need and a parameter lacks (at its first step, or after a setting was switched on).
         Returns the needed names, in write-back order."""
         inits = {
-            name: declared.init if isinstance(declared, NeededWhen) else declared
+            name: state_init(declared)
             for name, declared in self.state_tensors.items()
             if not isinstance(declared, NeededWhen) or declared.condition(group)
         }

@@ -1,5 +1,8 @@
 """Named building blocks shared by every update rule.
 
+Only generic math lives here; what one family of optimizers shares (its step's
+numbers, its preconditioner) lives in that family's module of ``optimizers/``.
+
 Each block works on an *item batch* (``(n, *shape)``: ``n`` parameter tensors
 of the same shape, see :mod:`personalized.items`) and returns a new tensor
 (blocks ending in ``_`` write into their first argument). Every reduction is
@@ -12,9 +15,9 @@ ever synchronises the host with the device.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -233,55 +236,6 @@ def copy_stochastic_(target: Tensor, source: Tensor) -> None:
         target.copy_(source)
 
 
-def farms_scalars(group: dict, step: int) -> dict[str, float]:
-    """The step-dependent numbers of the FARMSCropV2 / FMARSCrop family: the EMA bound
-    ``t^0.25``, the Fisher EMA's beta ``sqrt(soft_beta(beta2, t))``, the momentum
-    amplification ``t^momentum_lambda`` and the signed step sizes."""
-    lr = group["lr"]
-    return {
-        "bound": step**0.25,
-        "fim_beta": soft_beta(group["betas"][1], step) ** 0.5,
-        "amplification": step ** group["momentum_lambda"],
-        "neg_lr": -lr,
-        "neg_decay": -(lr * group["weight_decay"]),
-    }
-
-
-def clamped_square_ema_(ema: Tensor, beta: Scalar, value: Tensor, bound: Scalar) -> None:
-    """``ema <- clamp(beta * ema + (1 - beta) * value², -bound, bound)`` in place."""
-    addcmul_scaled_(ema.mul_(beta), value, value, 1 - beta).clamp_(-bound, bound)
-
-
-def difference_fisher_base_(
-    diff_fim: Tensor,
-    grad_change: Tensor,
-    diff_mult: float,
-    beta: float,
-    clip: float,
-    bound: Scalar,
-    eps: float | Tensor,
-) -> Tensor:
-    """The gradient-difference Fisher base of the FARMSCropV2 / FMARSCrop family.
-
-    Returns ``max(sqrt(diff_fim), eps)`` from the *previous* EMA (ADOPT
-    placement), then folds the clipped, scaled gradient change into the EMA.
-    """
-    change = rms_clip_relative(grad_change * diff_mult, clip)
-    base = diff_fim.sqrt().clamp_(min=eps)
-    clamped_square_ema_(diff_fim, beta, change, bound)
-    return base
-
-
-def mars_correction(grad: Tensor, grad_change: Tensor, gamma: float, beta1: float, clip: float) -> Tensor:
-    """MARS variance reduction ``g + gamma * beta1 / (1 - beta1) * (g - g_prev)``, norm-clipped at ``clip``."""
-    return norm_clip(grad + (gamma * beta1 / (1 - beta1)) * grad_change, clip)
-
-
-def moment_centralize(momentum: Tensor, enabled: float) -> Tensor:
-    """``m - mean(m)`` over the whole tensor when ``enabled`` is non-zero (its size is ignored)."""
-    return momentum - item_mean(momentum) if enabled else momentum
-
-
 #: The originals' literal for 4/pi: ``ATAN2_SCALE * atan2(a, b)`` lies in (-2, 2).
 ATAN2_SCALE = 1.27323954474
 
@@ -327,110 +281,27 @@ def cautious_floor(update: Tensor, direction: Tensor, floor: float, mean_floor: 
     return keep / item_mean(keep).clamp(min=mean_floor)
 
 
-#: Newton-Schulz coefficients of SCORN's six orthogonalisation steps (divided by 1024).
-NEWTON_SCHULZ6 = tuple(
-    (a / 1024, b / 1024, c / 1024)
-    for a, b, c in [
-        (3955, -8306, 5008),
-        (3735, -6681, 3463),
-        (3799, -6499, 3211),
-        (4019, -6385, 2906),
-        (2677, -3029, 1162),
-        (2172, -1833, 682),
-    ]
-)
-
-
-def newton_schulz6(matrix: Tensor) -> Tensor:
-    """Approximate the orthogonal polar factor of each matrix of an ``(n, rows, cols)`` batch
-    with six Newton-Schulz steps (float32)."""
-    x = matrix.float()
-    x = x / (item_norm(x) + 1e-12)
-    transposed = x.shape[-2] > x.shape[-1]
-    if transposed:
-        x = x.mT
-    for a, b, c in NEWTON_SCHULZ6:
-        gram = x @ x.mT
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.mT if transposed else x
-
-
-def scion_init(p: Tensor) -> Tensor:
-    """A fresh value for ``p`` matching :func:`scion_lmo`'s norms (computed in float64).
-
-    Vectors and scalars: zeros. Matrices: orthogonal times ``sqrt(d_out / d_in)``.
-    Convolutions: an orthogonal ``(d_out, d_in)`` matrix per kernel position,
-    times ``sqrt(d_out / d_in) / k^2``.
-    """
-    value = torch.zeros_like(p, dtype=torch.float64)
-    if p.dim() <= 1 or p.numel() == 0:
-        return value.to(p.dtype)
-    d_out, d_in = p.shape[:2]
-    if p.dim() == 2:
-        return (torch.nn.init.orthogonal_(value) * math.sqrt(d_out / d_in)).to(p.dtype)
-    for position in itertools.product(*(range(size) for size in p.shape[2:])):
-        torch.nn.init.orthogonal_(value[(..., *position)])
-    return (value * (math.sqrt(d_out / d_in) / p.shape[2] ** 2)).to(p.dtype)
-
-
-def scion_lmo(grad: Tensor) -> Tensor:
-    """SCORN's "AUTO" Scion norm linear minimisation oracle.
-
-    Vectors and scalars are L2-normalised; matrices are orthogonalised and
-    scaled by ``sqrt(d_out / d_in)``; convolutions ``(d0, d1, k, ...)`` are
-    orthogonalised as ``(d0, -1)`` matrices and scaled by ``sqrt(d0 / d1) / k^2``.
-    """
-    if item_ndim(grad) <= 1 or grad.numel() == 0:
-        return grad / (item_sum(grad.square()).sqrt() + 1e-12)
-    d_out, d_in = grad.shape[1:3]
-    scale = math.sqrt(d_out / d_in)
-    if item_ndim(grad) > 2:
-        scale /= grad.shape[3] ** 2
-    return newton_schulz6(grad.reshape(grad.shape[0], d_out, -1)).reshape(grad.shape) * scale
-
-
 def rms_by_norm(x: Tensor) -> Tensor:
     """``norm(x) / sqrt(numel)``: the Adafactor family's RMS (same value as :func:`rms`,
     rounded the way HF Adafactor rounds it)."""
     return item_norm(x) / (item_numel(x) ** 0.5)
 
 
-def second_moment_state(p: Tensor) -> dict[str, Tensor]:
-    """Adafactor's float32 second-moment state: row and column EMAs for tensors with
-    at least two dimensions (about ``4 * (rows + cols)`` bytes), a full EMA otherwise."""
-    if item_ndim(p) >= 2:
-        return {
-            "exp_avg_sq_row": p.new_zeros(p.shape[:-1], dtype=torch.float32),
-            "exp_avg_sq_col": p.new_zeros(p.shape[:-2] + p.shape[-1:], dtype=torch.float32),
-        }
-    return {"exp_avg_sq": torch.zeros_like(p, dtype=torch.float32)}
+def kahan_write_(
+    p: Tensor, p32: Tensor, state: dict[str, Any], round_: Callable[[Tensor, Tensor], Any] = Tensor.copy_
+) -> None:
+    """Write the float32 result ``p32`` into the low-precision ``p`` with Kahan compensation.
 
-
-def adafactor_normalize_(state: dict[str, Tensor], grad: Tensor, beta2: Scalar, eps: float) -> Tensor:
-    """Fold ``grad² + eps`` into the (factored) second moment and return ``grad / sqrt(v)``.
-
-    The moments saturate (:func:`saturate_`) where ``grad²`` overflows float32 (gradients
-    beyond about 1.8e19), so the update stays finite.
+    ``state["shift"]`` (started at the first write, in ``p``'s dtype) collects the update
+    ``p32 - p`` plus what earlier roundings cut off; ``p`` takes ``p + shift``, rounded by
+    ``round_`` (to nearest by default; :func:`copy_stochastic_` rounds stochastically), and
+    ``shift`` keeps the rest, measured exactly in float32. So updates far below ``p``'s
+    resolution still add up. ``p32`` is overwritten.
     """
-    squared = grad.square() + eps
-    if "exp_avg_sq_row" in state:
-        row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
-        saturate_(add_scaled_(row.mul_(beta2), squared.mean(dim=-1), 1 - beta2), row.shape[-1])
-        saturate_(add_scaled_(col.mul_(beta2), squared.mean(dim=-2), 1 - beta2))
-        row_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
-        return (row_factor * col.unsqueeze(-2).rsqrt()).mul_(grad)
-    full = state["exp_avg_sq"]
-    saturate_(add_scaled_(full.mul_(beta2), squared, 1 - beta2))
-    return full.rsqrt().mul_(grad)
-
-
-def kahan_add_(p: Tensor, shift: Tensor, delta: Tensor) -> None:
-    """Add the float32 ``delta`` to the low-precision ``p`` with Kahan compensation.
-
-    ``shift`` (in ``p``'s dtype) carries what rounding lost, so updates far
-    below ``p``'s resolution still accumulate deterministically.
-    """
-    shift.add_(delta)
+    shift = state.get("shift")
+    if shift is None:
+        shift = state["shift"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    shift.add_(p32.sub_(p))
     before = p.float()
-    p.add_(shift)
+    round_(p, before + shift.float())
     shift.add_(before.sub_(p))

@@ -164,13 +164,7 @@ def guarded_class(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimize
             step = _without_step_hooks(super().step)
             if self.nan_guard is None:
                 return step(closure)
-            loss = None
-            if closure is not None:
-                with torch.enable_grad():
-                    loss = closure()
-            if self.nan_guard.allows_step():
-                step()
-            return loss
+            return self.nan_guard.step(step, closure)
 
         if hasattr(cls, "step_parameter"):
 

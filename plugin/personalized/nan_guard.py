@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .checks import refuse_meta
+from .closure import closure_loss
 from .validation import validate
 
 
@@ -93,6 +94,13 @@ class StepGuard:
         #: Parameters stepped one at a time in the current round, and whether the round was skipped.
         self._round: set[int] = set()
         self._round_skipped = False
+
+    def step(self, step: Callable[[], Any], closure: Callable[[], Any] | None) -> Any:
+        """Run ``closure`` (with grad enabled), then ``step()`` if :meth:`allows_step`; return the closure's loss."""
+        loss = closure_loss(closure)
+        if self.allows_step():
+            step()
+        return loss
 
     def allows_step(self) -> bool:
         """Whether the next ``step()`` may run; a refused step is counted (the one host sync of the step)."""
@@ -243,13 +251,7 @@ class NaNGuard(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if self.guard.allows_step():
-            self.optimizer.step()
-        return loss
+        return self.guard.step(self.optimizer.step, closure)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)

@@ -2,14 +2,14 @@
 
 Each clock advances the per-parameter counters in ``state`` and returns the
 step number ``t`` to use. A reset is due exactly when the clock returns
-``t == 1`` after at least one reset (:func:`reset_now`).
+``t == 1`` after at least one reset (:func:`reset_now`); the update then starts
+the declared state again
+(:meth:`personalized.base.PersonalizedOptimizer._restart_state`).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from .blocks import soft_beta
 
 #: The state keys :func:`interval_clock` keeps besides ``step``.
 INTERVAL_CLOCK_KEYS = frozenset({"steps_since_reset", "times_zero"})
@@ -58,20 +58,3 @@ def persona_clock(state: dict[str, Any], group: dict[str, Any]) -> int:
 def reset_now(state: dict[str, Any], step: int, counter: str) -> bool:
     """True at the step where the clock has just restarted (never at the very first step)."""
     return step == 1 and state.get(counter, 0) > 0
-
-
-def atan2_adopt_scalars(group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
-    """The step's numbers of REMASTER and SCORN: whether the clock has just reset, the debiasing
-    of both EMAs (the second with a soft beta), the decoupled decay and the signed lr."""
-    beta1, beta2 = group["betas"]
-    sq_beta = soft_beta(beta2, step)
-    return {
-        "reset": reset_now(state, step, "times_zero"),
-        "bias_correction": 1 - beta1**step,
-        "sq_beta": sq_beta,
-        "sq_weight": 1 - sq_beta,
-        "sq_bias_correction": (1 - sq_beta**step) ** 0.5,
-        "decay": group["weight_decay"] * group["weight_decay_rate"] ** step,
-        "lr": group["lr"],
-        "neg_lr": -group["lr"],
-    }

@@ -1,4 +1,9 @@
-"""The optimizers, one module each (AdamW8bitKahan and Prodigy load lazily: see the registry)."""
+"""The optimizers, one module each (AdamW8bitKahan and Prodigy load lazily: see the registry).
+
+What a family shares lives in the family's module: :mod:`.farms` (FARMSCropV2, FMARSCrop,
+FMARSCrop_ExMachina) and :mod:`.atan2_adopt` (REMASTER, SCORN); EnhancedAdafactor's module
+also holds the second moment Automagic uses.
+"""
 
 from .adafactor import EnhancedAdafactor
 from .automagic import Automagic

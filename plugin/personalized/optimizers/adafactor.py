@@ -4,17 +4,48 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from ..base import NeededWhen, PersonalizedOptimizer, float32_zeros, hyperparameters
-from ..blocks import adafactor_normalize_, rms_by_norm, second_moment_state
+from ..blocks import Scalar, add_scaled_, item_ndim, rms_by_norm, saturate_
 from ..validation import NON_NEGATIVE, Flag, Number, Numbers, Rule
 
-#: The state keys of the second moment (``blocks.second_moment_state``): full, or factored for matrices.
+#: The state keys of the second moment (:func:`second_moment_state`): full, or factored for matrices.
 SECOND_MOMENT_KEYS = frozenset({"exp_avg_sq", "exp_avg_sq_row", "exp_avg_sq_col"})
 
 #: The relative step is ``min(RELATIVE_STEP_LR, 1/sqrt(t))``: this lr for the first 10,000 steps.
 RELATIVE_STEP_LR = 1e-2
+
+
+def second_moment_state(p: Tensor) -> dict[str, Tensor]:
+    """Adafactor's float32 second-moment state: row and column EMAs for tensors with
+    at least two dimensions (about ``4 * (rows + cols)`` bytes), a full EMA otherwise."""
+    if item_ndim(p) >= 2:
+        return {
+            "exp_avg_sq_row": p.new_zeros(p.shape[:-1], dtype=torch.float32),
+            "exp_avg_sq_col": p.new_zeros(p.shape[:-2] + p.shape[-1:], dtype=torch.float32),
+        }
+    return {"exp_avg_sq": torch.zeros_like(p, dtype=torch.float32)}
+
+
+def adafactor_normalize_(state: dict[str, Tensor], grad: Tensor, beta2: Scalar, eps: float) -> Tensor:
+    """Fold ``grad² + eps`` into the (factored) second moment and return ``grad / sqrt(v)``
+    (EnhancedAdafactor and Automagic).
+
+    The moments saturate (:func:`personalized.blocks.saturate_`) where ``grad²`` overflows
+    float32 (gradients beyond about 1.8e19), so the update stays finite.
+    """
+    squared = grad.square() + eps
+    if "exp_avg_sq_row" in state:
+        row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+        saturate_(add_scaled_(row.mul_(beta2), squared.mean(dim=-1), 1 - beta2), row.shape[-1])
+        saturate_(add_scaled_(col.mul_(beta2), squared.mean(dim=-2), 1 - beta2))
+        row_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
+        return (row_factor * col.unsqueeze(-2).rsqrt()).mul_(grad)
+    full = state["exp_avg_sq"]
+    saturate_(add_scaled_(full.mul_(beta2), squared, 1 - beta2))
+    return full.rsqrt().mul_(grad)
 
 
 class EnhancedAdafactor(PersonalizedOptimizer):

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, hyperparameters
-from ..blocks import rms
+from ..blocks import kahan_write_, rms
 from ..validation import COUNT, Flag, OneOf, Rule, refused
 
 try:
@@ -116,6 +116,12 @@ class AdamW8bitKahan(PersonalizedOptimizer):
         * Kept: the Kahan buffer has the parameter's dtype (bf16 keeps 8
           significant bits), so small updates are kept to within a few
           percent, not exactly.
+        * Changed: what rounding cut off (``old p - new p``) is measured
+          exactly, in float32, and rounded into the buffer once (as
+          Automagic's original does). The original took it in the
+          parameter's dtype, which rounds it twice when a step flips a
+          parameter's sign or more than halves or doubles it; its recording
+          is reproduced bit for bit all the same.
         * Kept: the state names (``step``, ``state1``, ``state2``, ``qmap1``,
           ``qmap2``, ``absmax1``, ``absmax2``, ``shift``) and dtypes: moments
           are float32 or uint8 codes for every parameter dtype, and
@@ -204,19 +210,9 @@ class AdamW8bitKahan(PersonalizedOptimizer):
         p.add_(adam_step.mul_(-lr * bias_correction2 / bias_correction1))
 
     def _write_param(self, p: Tensor, p32: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        """Kahan-compensated write-back of the float32 result into the bf16/fp16 parameter.
-
-        ``shift`` (in the parameter's dtype) collects the step plus what earlier
-        roundings cut off; the parameter takes ``p + shift`` rounded (stochastically
-        unless ``stochastic_fp=False``) and ``shift`` keeps the rest.
-        """
-        if "shift" not in state:
-            state["shift"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        shift = state["shift"]
-        shift.add_(p32.sub_(p))
-        before = p.clone()
-        self._round(group)(p, before.float() + shift.float())
-        shift.add_(before.sub_(p))
+        """Kahan-compensated write-back of the float32 result into the bf16/fp16 parameter
+        (:func:`personalized.blocks.kahan_write_`), rounded stochastically unless ``stochastic_fp=False``."""
+        kahan_write_(p, p32, state, self._round(group))
 
 
 def new_moments(p: Tensor, min_8bit_size: int) -> dict[str, Tensor]:

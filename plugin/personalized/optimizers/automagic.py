@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from ..base import PersonalizedOptimizer, StateInit, hyperparameters
-from ..blocks import adafactor_normalize_, item_amax, item_mean, kahan_add_, rms_by_norm, second_moment_state
+from ..blocks import item_amax, item_mean, kahan_write_, rms_by_norm
 from ..validation import BETA, NON_NEGATIVE, UNIT, Flag, Numbers, Rule, refused
-from .adafactor import SECOND_MOMENT_KEYS
+from .adafactor import SECOND_MOMENT_KEYS, adafactor_normalize_, second_moment_state
 
 #: Start lrs above this are replaced by :data:`FALLBACK_START_LR`, as in the original.
 HIGHEST_START_LR = 1e-3
@@ -193,5 +193,4 @@ class Automagic(PersonalizedOptimizer):
         if p.dtype != torch.bfloat16:
             super()._write_param(p, p32, state, group)
             return
-        shift = state.setdefault("shift", torch.zeros_like(p))
-        kahan_add_(p, shift, p32 - p.float())
+        kahan_write_(p, p32, state)

@@ -5,20 +5,11 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import NeededWhen, PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
-from ..blocks import (
-    add_scaled_,
-    centralize,
-    clamped_square_ema_,
-    compass,
-    difference_fisher_base_,
-    farms_scalars,
-    rms_clip_relative,
-)
-from ..validation import POSITIVE, Rule
+from ..base import NeededWhen, StateInit, hyperparameters, negative_grad, ones, zeros
+from .farms import FARMSFamily
 
 
-class FARMSCropV2(PersonalizedOptimizer):
+class FARMSCropV2(FARMSFamily):
     """FARMSCropV2 (V2.1): ADOPT-placed Fisher RMS with t^lambda Compass amplification and clipping.
 
     Denominators come from the previous step's Fisher EMAs (ADOPT placement),
@@ -57,7 +48,6 @@ class FARMSCropV2(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
-    own_rules: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
     state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {
         "fim": ones,
         "momentum": zeros,
@@ -81,30 +71,12 @@ class FARMSCropV2(PersonalizedOptimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
 
-    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
-        return farms_scalars(group, step)
+    def _followed(self, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+        """The gradient itself; its change against the kept ``previous_grad`` only with ``diff_mult``."""
+        grad_change = grad + state["previous_grad"] if group["diff_mult"] > 0 else None
+        return grad, grad_change
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
-        beta1 = group["betas"][0]
-        eps, clip, momentum_beta = group["eps"], group["clip"], group["momentum_beta"]
-        fim, momentum = state["fim"], state["momentum"]
-        bound = s["bound"]
-
-        diff_base: Tensor | float = 1.0
-        if group["diff_mult"] > 0:
-            diff_base = difference_fisher_base_(
-                state["grad_diff_fim"], grad + state["previous_grad"], group["diff_mult"], beta1, clip, bound, eps
-            )
-        approx = rms_clip_relative(grad / diff_base, clip)
-        fim_base = fim.sqrt().clamp_(min=eps)
-        grad_nat = rms_clip_relative(approx / fim_base / diff_base, clip)
-        full_step = centralize(compass(grad_nat, momentum, s["amplification"]), group["centralization"])
-
-        if group["weight_decay"] != 0:
-            add_scaled_(p, rms_clip_relative(p / fim_base / diff_base, clip), s["neg_decay"])
-        add_scaled_(p, full_step, s["neg_lr"])
-
-        clamped_square_ema_(fim, s["fim_beta"], approx, bound)
-        momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
+    def _remember(self, grad: Tensor, approx: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """The normalised gradient, negated (the original's reuse of ``p.grad``)."""
         if group["diff_mult"] > 0:
             state["previous_grad"].copy_(approx).neg_()

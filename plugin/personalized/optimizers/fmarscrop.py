@@ -3,25 +3,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from torch import Tensor
-
-from ..base import NeededWhen, PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
-from ..blocks import (
-    add_scaled_,
-    cautious_mask,
-    centralize,
-    clamped_square_ema_,
-    compass,
-    difference_fisher_base_,
-    farms_scalars,
-    mars_correction,
-    moment_centralize,
-    rms_clip_relative,
-)
-from ..validation import POSITIVE, Rule
+from ..base import NeededWhen, StateInit, hyperparameters, negative_grad, ones, zeros
+from .farms import FMARSFamily
 
 
-class FMARSCrop(PersonalizedOptimizer):
+class FMARSCrop(FMARSFamily):
     """FMARSCrop: FARMSCropV2 with MARS variance reduction and momentum centralisation.
 
     The gradient is corrected with MARS (``g + beta1/2 * (g - g_prev)``),
@@ -57,7 +43,6 @@ class FMARSCrop(PersonalizedOptimizer):
           back with stochastic rounding.
     """
 
-    own_rules: ClassVar[Mapping[str, Rule]] = {"eps": POSITIVE}
     state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {
         "momentum": zeros,
         "fim": ones,
@@ -82,57 +67,6 @@ class FMARSCrop(PersonalizedOptimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
 
-    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
-        return farms_scalars(group, step)
-
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
-        gamma = (1 - group["betas"][0]) / 2
-        fmars_update(p, grad, state, group, s, gamma=gamma, floor=group["eps"], divide_twice=True, cautious=False)
-
-
-def fmars_update(
-    p: Tensor,
-    grad: Tensor,
-    state: dict[str, Any],
-    group: dict[str, Any],
-    s: dict[str, Any],
-    *,
-    gamma: float,
-    floor: float | Tensor,
-    divide_twice: bool,
-    cautious: bool,
-) -> None:
-    """The FMARSCrop family's update, for FMARSCrop and FMARSCrop_ExMachina.
-
-    ``gamma`` is the MARS strength, ``floor`` the lower bound of the Fisher
-    square roots; ``divide_twice`` reproduces FMARSCrop's double division of
-    the natural gradient by the difference base; ``cautious`` applies
-    ExMachina's mask. ``s`` holds :func:`personalized.blocks.farms_scalars`.
-    """
-    beta1 = group["betas"][0]
-    clip, momentum_beta = group["clip"], group["momentum_beta"]
-    fim, momentum = state["fim"], state["momentum"]
-    bound = s["bound"]
-
-    grad_change = grad + state["prev_grad"]
-    corrected = mars_correction(grad, grad_change, gamma, beta1, clip)
-    diff_base: Tensor | float = 1.0
-    if group["diff_mult"] > 0:
-        diff_base = difference_fisher_base_(
-            state["grad_diff_fim"], grad_change, group["diff_mult"], beta1, clip, bound, floor
-        )
-    approx = rms_clip_relative(corrected / diff_base, clip)
-    fim_base = fim.sqrt().clamp_(min=floor)
-    grad_nat = rms_clip_relative((approx if divide_twice else corrected) / fim_base / diff_base, clip)
-    amplified = compass(grad_nat, moment_centralize(momentum, group["moment_centralization"]), s["amplification"])
-    full_step = centralize(amplified, group["centralization"])
-
-    if group["weight_decay"] != 0:
-        add_scaled_(p, rms_clip_relative(p / fim_base / diff_base, clip), s["neg_decay"])
-    if cautious:
-        full_step = full_step * cautious_mask(full_step, corrected)
-    add_scaled_(p, full_step, s["neg_lr"])
-
-    clamped_square_ema_(fim, s["fim_beta"], approx, bound)
-    momentum.mul_(momentum_beta).add_(grad_nat, alpha=1 - momentum_beta)
-    state["prev_grad"].copy_(grad).neg_()
+    def _gamma(self, group: dict[str, Any]) -> float:
+        """Hard-wired to ``(1 - beta1) / 2``, as in the original."""
+        return (1 - group["betas"][0]) / 2

@@ -5,16 +5,16 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..base import NeededWhen, PersonalizedOptimizer, StateInit, hyperparameters, negative_grad, ones, zeros
-from ..blocks import adaptive_eps, farms_scalars
+from ..base import NeededWhen, StateInit, hyperparameters, negative_grad, ones, zeros
+from ..blocks import adaptive_eps, cautious_mask
 from ..validation import NON_NEGATIVE, POSITIVE, Flag, Number, Rule
-from .fmarscrop import fmars_update
+from .farms import FMARSFamily
 
 #: What ``eps_floor <= 0`` becomes, as in the original.
 TINY_EPS_FLOOR = 1e-38
 
 
-class FMARSCrop_ExMachina(PersonalizedOptimizer):
+class FMARSCrop_ExMachina(FMARSFamily):
     """FMARSCrop_ExMachina: FMARSCrop with configurable MARS gamma, adaptive eps and a cautious mask.
 
     The recommended member of the FMARSCrop family: the double-division bug
@@ -69,6 +69,7 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):
         "cautious": Flag(),
     }
     group_step: ClassVar[bool] = True
+    divide_twice: ClassVar[bool] = False
     state_tensors: ClassVar[Mapping[str, StateInit | NeededWhen]] = {
         "grad_diff_fim": NeededWhen(lambda group: group["diff_mult"] > 0, ones),
         "fim": ones,
@@ -97,13 +98,16 @@ class FMARSCrop_ExMachina(PersonalizedOptimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
 
-    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
-        return farms_scalars(group, step)
+    def _gamma(self, group: dict[str, Any]) -> float:
+        return group["gamma"]
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+    def _floor(self, grad: Tensor, group: dict[str, Any]) -> float | Tensor:
+        """``eps``, or the adaptive eps when ``eps_floor`` is below it."""
         eps, eps_floor = group["eps"], group["eps_floor"]
-        floor: float | Tensor = eps
         if eps_floor is not None and eps_floor < eps:
-            floor = adaptive_eps(grad, eps, group["eps2"], eps_floor if eps_floor > 0 else TINY_EPS_FLOOR)
-        gamma, cautious = group["gamma"], group["cautious"]
-        fmars_update(p, grad, state, group, s, gamma=gamma, floor=floor, divide_twice=False, cautious=cautious)
+            return adaptive_eps(grad, eps, group["eps2"], eps_floor if eps_floor > 0 else TINY_EPS_FLOOR)
+        return eps
+
+    def _masked(self, full_step: Tensor, corrected: Tensor, group: dict[str, Any]) -> Tensor:
+        """With ``cautious``: without the components whose sign disagrees with the corrected gradient."""
+        return full_step * cautious_mask(full_step, corrected) if group["cautious"] else full_step

@@ -118,10 +118,7 @@ class PersonaOptimizer(PersonalizedOptimizer):
         eps = group["eps"]
         ema, ema_sq = state["ema"], state["ema_squared"]
         if s["reset"]:
-            ema.zero_()
-            ema_sq.copy_(grad.square())
-            if "ema_grad_var" in state:
-                state["ema_grad_var"].zero_()
+            self._restart_state(p, grad, state)
 
         ema.mul_(beta1).add_(grad, alpha=1 - beta1)
         ema_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)

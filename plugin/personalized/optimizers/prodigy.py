@@ -12,6 +12,7 @@ from torch import Tensor
 from ..base import LOW_PRECISION, PersonalizedOptimizer, hyperparameters
 from ..blocks import copy_stochastic_
 from ..checks import refuse_meta
+from ..closure import closure_loss
 from ..validation import BETA, POSITIVE, Flag, Number, NumberOrInf, Rule, refused
 
 try:
@@ -180,10 +181,7 @@ class Prodigy(PersonalizedOptimizer, _KeywordProdigy):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step; return the closure's loss, if a closure is given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         self._check_step([p for group in self.param_groups for p in group["params"] if p.grad is not None])
         with contextlib.ExitStack() as loans:
             for group in self.param_groups:

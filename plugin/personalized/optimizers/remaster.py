@@ -6,22 +6,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..base import PersonalizedOptimizer, StateInit, hyperparameters, zeros
-from ..blocks import (
-    ATAN2_SCALE,
-    add_scaled_,
-    addcmul_scaled_,
-    cautious_floor,
-    item_ndim,
-    item_norm,
-    orthogonalize,
-    rms,
-    square_safe,
-)
-from ..resets import INTERVAL_CLOCK_KEYS, atan2_adopt_scalars, interval_clock
+from ..base import StateInit, hyperparameters, zeros
+from ..blocks import ATAN2_SCALE, add_scaled_, cautious_floor, item_norm
+from .atan2_adopt import Atan2AdoptFamily
 
 
-class REMASTER(PersonalizedOptimizer):
+class REMASTER(Atan2AdoptFamily):
     """REMASTER: atan2-ADOPT with Compass amplification, OrthoGrad and gradient norm matching.
 
     The gradient is RMS-capped, matched in norm to its EMA, amplified by that
@@ -67,7 +57,9 @@ class REMASTER(PersonalizedOptimizer):
     """
 
     state_tensors: ClassVar[Mapping[str, StateInit]] = {"ema": zeros, "ema_squared": zeros}
-    extra_state_keys: ClassVar[frozenset[str]] = INTERVAL_CLOCK_KEYS
+    orthograd_floor: ClassVar[float] = 1e-3
+    #: The original applies the ``atan2`` quotient, decay included, times 4/pi.
+    step_scale: ClassVar[float] = ATAN2_SCALE
 
     def __init__(
         self,
@@ -86,37 +78,19 @@ class REMASTER(PersonalizedOptimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
 
-    def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
-        grad = square_safe(grad)
-        if group["orthograd"] and item_ndim(p) >= 2:
-            return orthogonalize(p, grad, norm_floor=1e-3)
-        return grad
-
-    def _advance_step(self, state: dict[str, Any], group: dict[str, Any]) -> int:
-        return interval_clock(state, group)
-
-    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
-        return atan2_adopt_scalars(group, step, state)
-
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+    def _fold(self, grad: Tensor, ema: Tensor, group: dict[str, Any]) -> Tensor:
+        """Match the gradient's norm to the EMA's, fold it in, then mask the EMA cautiously."""
         beta1 = group["betas"][0]
-        ema, ema_sq = state["ema"], state["ema_squared"]
-        if s["reset"]:
-            ema.zero_()
-            ema_sq.zero_()
-
-        grad = grad / rms(grad).clamp(min=1.0)
         norm_ratio = ATAN2_SCALE * torch.atan2(item_norm(grad), item_norm(ema))
         grad = torch.where(norm_ratio > 1e-6, grad / norm_ratio, grad)
         ema.mul_(beta1).add_(grad, alpha=1 - beta1)
         ema.mul_(cautious_floor(grad, ema, floor=beta1, mean_floor=1e-3))
+        return grad
 
-        corrected = grad.add(ema / s["bias_correction"], alpha=group["amp"])
-        denom = ema_sq.sqrt() / s["sq_bias_correction"]
-        addcmul_scaled_(ema_sq.mul_(s["sq_beta"]), corrected, corrected, s["sq_weight"])
-        update = corrected.atan2(denom)
+    def _finish(
+        self, update: Tensor, p: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]
+    ) -> Tensor:
+        """Plus the weight decay (applied with the quotient, times 4/pi)."""
         if group["weight_decay"] != 0:
             add_scaled_(update, p, s["decay"])
-        if group["cautious_min"] != 1:
-            update.mul_(cautious_floor(update, grad, floor=group["cautious_min"], mean_floor=1e-3))
-        add_scaled_(p, update, s["neg_lr"] * ATAN2_SCALE)
+        return update

@@ -1,29 +1,81 @@
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..base import NeededWhen, PersonalizedOptimizer, StateInit, grad_squared, hyperparameters, zeros
-from ..blocks import (
-    ATAN2_SCALE,
-    add_scaled_,
-    addcmul_scaled_,
-    cautious_floor,
-    item_ndim,
-    orthogonalize,
-    rms,
-    scion_init,
-    scion_lmo,
-    square_safe,
-)
-from ..resets import INTERVAL_CLOCK_KEYS, atan2_adopt_scalars, interval_clock
+from ..base import NeededWhen, StateInit, grad_squared, hyperparameters, zeros
+from ..blocks import ATAN2_SCALE, add_scaled_, cautious_floor, item_ndim, item_norm, item_sum
 from ..validation import NON_NEGATIVE, Rule
+from .atan2_adopt import Atan2AdoptFamily
+
+#: Newton-Schulz coefficients of SCORN's six orthogonalisation steps (divided by 1024).
+NEWTON_SCHULZ6 = tuple(
+    (a / 1024, b / 1024, c / 1024)
+    for a, b, c in [
+        (3955, -8306, 5008),
+        (3735, -6681, 3463),
+        (3799, -6499, 3211),
+        (4019, -6385, 2906),
+        (2677, -3029, 1162),
+        (2172, -1833, 682),
+    ]
+)
 
 
-class SCORN(PersonalizedOptimizer):
+def newton_schulz6(matrix: Tensor) -> Tensor:
+    """Approximate the orthogonal polar factor of each matrix of an ``(n, rows, cols)`` batch
+    with six Newton-Schulz steps (float32)."""
+    x = matrix.float()
+    x = x / (item_norm(x) + 1e-12)
+    transposed = x.shape[-2] > x.shape[-1]
+    if transposed:
+        x = x.mT
+    for a, b, c in NEWTON_SCHULZ6:
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.mT if transposed else x
+
+
+def scion_lmo(grad: Tensor) -> Tensor:
+    """SCORN's "AUTO" Scion norm linear minimisation oracle.
+
+    Vectors and scalars are L2-normalised; matrices are orthogonalised and
+    scaled by ``sqrt(d_out / d_in)``; convolutions ``(d0, d1, k, ...)`` are
+    orthogonalised as ``(d0, -1)`` matrices and scaled by ``sqrt(d0 / d1) / k^2``.
+    """
+    if item_ndim(grad) <= 1 or grad.numel() == 0:
+        return grad / (item_sum(grad.square()).sqrt() + 1e-12)
+    d_out, d_in = grad.shape[1:3]
+    scale = math.sqrt(d_out / d_in)
+    if item_ndim(grad) > 2:
+        scale /= grad.shape[3] ** 2
+    return newton_schulz6(grad.reshape(grad.shape[0], d_out, -1)).reshape(grad.shape) * scale
+
+
+def scion_init(p: Tensor) -> Tensor:
+    """A fresh value for ``p`` matching :func:`scion_lmo`'s norms (computed in float64).
+
+    Vectors and scalars: zeros. Matrices: orthogonal times ``sqrt(d_out / d_in)``.
+    Convolutions: an orthogonal ``(d_out, d_in)`` matrix per kernel position,
+    times ``sqrt(d_out / d_in) / k^2``.
+    """
+    value = torch.zeros_like(p, dtype=torch.float64)
+    if p.dim() <= 1 or p.numel() == 0:
+        return value.to(p.dtype)
+    d_out, d_in = p.shape[:2]
+    if p.dim() == 2:
+        return (torch.nn.init.orthogonal_(value) * math.sqrt(d_out / d_in)).to(p.dtype)
+    for position in itertools.product(*(range(size) for size in p.shape[2:])):
+        torch.nn.init.orthogonal_(value[(..., *position)])
+    return (value * (math.sqrt(d_out / d_in) / p.shape[2] ** 2)).to(p.dtype)
+
+
+class SCORN(Atan2AdoptFamily):
     """SCORN: REMASTER-style atan2 momentum on Scion's spectral LMO (Newton-Schulz orthogonalised gradients).
 
     The gradient is RMS-capped and mapped through Scion's "AUTO" norm
@@ -77,7 +129,7 @@ class SCORN(PersonalizedOptimizer):
         "ema_squared": grad_squared,
         "pbar": NeededWhen(lambda group: group["focus_ratio"] > 0, zeros),
     }
-    extra_state_keys: ClassVar[frozenset[str]] = INTERVAL_CLOCK_KEYS
+    orthograd_floor: ClassVar[float] = 1e-6
 
     def __init__(
         self,
@@ -99,48 +151,29 @@ class SCORN(PersonalizedOptimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), unexpected)
 
-    def _prepare_grad(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
-        grad = square_safe(grad)
-        if group["orthograd"] and item_ndim(p) >= 2:
-            return orthogonalize(p, grad, norm_floor=1e-6)
-        return grad
-
-    def _advance_step(self, state: dict[str, Any], group: dict[str, Any]) -> int:
-        return interval_clock(state, group)
-
-    def _scalars(self, group: dict[str, Any], step: int, state: dict[str, Any]) -> dict[str, Any]:
-        return atan2_adopt_scalars(group, step, state)
-
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]) -> None:
+    def _fold(self, grad: Tensor, ema: Tensor, group: dict[str, Any]) -> Tensor:
+        """Map the gradient through the Scion LMO, mask the EMA cautiously, then fold the gradient in."""
         beta1 = group["betas"][0]
-        ema, ema_sq = state["ema"], state["ema_squared"]
-        if s["reset"]:
-            ema.zero_()
-            ema_sq.copy_(grad.square())
-            if "pbar" in state:
-                state["pbar"].zero_()
-        bias_correction = s["bias_correction"]
-
-        grad = scion_lmo(grad / rms(grad).clamp(min=1.0))
+        grad = scion_lmo(grad)
         ema.mul_(cautious_floor(grad, ema, floor=beta1, mean_floor=1e-3))
         ema.mul_(beta1).add_(grad, alpha=1 - beta1)
+        return grad
 
-        corrected = grad.add(ema / bias_correction, alpha=group["amp"])
-        denom = ema_sq.sqrt() / s["sq_bias_correction"]
-        addcmul_scaled_(ema_sq.mul_(s["sq_beta"]), corrected, corrected, s["sq_weight"])
-        update = corrected.atan2(denom).mul_(ATAN2_SCALE).mul_(group["spectral_update_scale"])
-
+    def _finish(
+        self, update: Tensor, p: Tensor, state: dict[str, Any], group: dict[str, Any], s: dict[str, Any]
+    ) -> Tensor:
+        """Scaled by 4/pi and ``spectral_update_scale``; then the focus term, and weight decay or
+        the constraint's shrinking of the weights."""
+        update.mul_(ATAN2_SCALE).mul_(group["spectral_update_scale"])
         if group["focus_ratio"] > 0:
             pbar = state["pbar"]
-            pbar.lerp_(p, 1 - beta1)
-            update.add_(p - pbar / bias_correction, alpha=group["focus_ratio"])
+            pbar.lerp_(p, 1 - group["betas"][0])
+            update.add_(p - pbar / s["bias_correction"], alpha=group["focus_ratio"])
         if group["weight_decay"] != 0 and not group["constrain"]:
             add_scaled_(update, p, s["decay"])
-        if group["cautious_min"] != 1:
-            update.mul_(cautious_floor(update, grad, floor=group["cautious_min"], mean_floor=1e-3))
         if group["constrain"]:
             p.mul_(1 - s["lr"])
-        add_scaled_(p, update, s["neg_lr"])
+        return update
 
     @torch.no_grad()
     def init(self, scale: float = 1.0) -> None:
