@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,12 +20,17 @@ SHAPES = [(64, 80), (80,), (64, 80), (32, 16, 3, 3), (32, 16, 3, 3), (64, 80), (
 
 
 def train(
-    cls: type, compile: bool, steps: int = 4, dtype: torch.dtype = torch.float32, **kwargs: object
+    cls: type,
+    compile: bool,
+    steps: int = 4,
+    dtype: torch.dtype = torch.float32,
+    shapes: list[tuple[int, ...]] = SHAPES,
+    **kwargs: object,
 ) -> list[torch.Tensor]:
     """``steps`` steps under a LambdaLR; the global generator (stochastic rounding's) seeded first."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(shape, generator=generator).to(dtype)) for shape in SHAPES]
+    params = [torch.nn.Parameter(torch.randn(shape, generator=generator).to(dtype)) for shape in shapes]
     optimizer = cls(params, compile=compile, **{**features(cls), **kwargs})
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (step + 1))
     for _ in range(steps):
@@ -37,7 +43,9 @@ def train(
 
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
+    """No compiled code and no counts (``reset`` keeps the counters) from earlier tests."""
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     yield
     torch._dynamo.reset()
 
@@ -135,6 +143,18 @@ def test_compile_settings_per_device_type() -> None:
     assert cpu.dynamic is None and cpu.min_elements == 4096
     for gpu in ("cuda", "xpu"):
         assert compiling.compile_settings(gpu) == compiling.CompileSettings({}, dynamic=True, min_elements=1)
+
+
+def test_gpu_settings_compile_one_graph_for_batches_of_every_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dynamic=True``, the GPUs' setting, tried on the CPU (with the CPU's Inductor options): batches of
+    five shapes share one graph, where the CPU's ``dynamic=None`` compiles a static one first."""
+    cpu, gpu = compiling.compile_settings("cpu"), compiling.compile_settings("cuda")
+    monkeypatch.setattr(compiling, "compile_settings", lambda device_type: replace(cpu, dynamic=gpu.dynamic))
+    shapes = [(64, 80), (96, 50), (40, 128), (128, 40), (50, 96)]
+    compiled = train(personalized.FCompass, compile=True, steps=2, shapes=shapes)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    for ours, expected in zip(compiled, train(personalized.FCompass, compile=False, steps=2, shapes=shapes)):
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
 
 
 #: The write-back orders: state before the parameter, and the parameter first.

@@ -5,7 +5,7 @@ is well known to work there (with its source) times the optimizer's lr
 multiplier from a full bench run (``docs/bench/results.json``): the geometric
 median of its best lr over AdamW's best lr on the bench tasks that resemble
 that training. Presets are made only for the optimizers that tie with or beat
-AdamW on at least half of those tasks.
+AdamW on every one of those tasks.
 
 ``python -m personalized.bench.use_cases docs/bench/results.json presets``
 writes them; the tests check that the committed presets still agree with the
@@ -107,9 +107,9 @@ def multiplier(document: Mapping[str, Any], use_case: UseCase, label: str) -> fl
 
 
 def competitive(document: Mapping[str, Any], use_case: UseCase, label: str) -> bool:
-    """Whether ``label`` ties with or beats AdamW on at least half of the use case's tasks."""
+    """Whether ``label`` ties with or beats AdamW on every one of the use case's tasks."""
     verdicts = [_contenders(document, task).get(label, {}).get("vs_adamw") for task in use_case.tasks]
-    return sum(verdict in ("win", "tie") for verdict in verdicts) * 2 >= len(use_case.tasks)
+    return all(verdict in ("win", "tie") for verdict in verdicts)
 
 
 def recommended_lr(document: Mapping[str, Any], use_case: UseCase, label: str) -> float | None:
