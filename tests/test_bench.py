@@ -163,6 +163,11 @@ def test_the_quick_sweep_tries_the_decades_then_the_best_ones_neighbours_then_ev
     assert runs[len(COARSE_GRID) :] == [(3e-4, 0), (3e-3, 0), (3e-3, 1), (3e-3, 2)]
     assert len(runs) == protocol.most_runs(adaptive=False)
     assert _plan(protocol, True, {}) == [(None, 0), (None, 1), (None, 2)]
+    assert (protocol.steps(400), Protocol.full([0]).steps(400), Protocol.fixed([1e-3], [0]).steps(400)) == (
+        300,
+        400,
+        400,
+    )
 
 
 def test_the_full_and_fixed_sweeps_run_every_lr_with_every_seed() -> None:

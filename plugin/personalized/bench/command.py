@@ -97,7 +97,12 @@ def register(commands: Any) -> argparse.ArgumentParser:
         "(repeatable; the AdamW baseline keeps its defaults)",
     )
     bench.add_argument("--seeds", type=_positive, default=3, metavar="N", help="seeds 0..N-1 (default: 3)")
-    bench.add_argument("--steps", type=_positive, metavar="K", help="steps per run (default: each task's own)")
+    bench.add_argument(
+        "--steps",
+        type=_positive,
+        metavar="K",
+        help="steps per run (default: each task's own; 3/4 of it in the quick sweep)",
+    )
     bench.add_argument(
         "--workers",
         type=_positive,

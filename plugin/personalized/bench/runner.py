@@ -210,7 +210,7 @@ class _Suite:
         self, tasks: Sequence[Task], contenders: Sequence[Contender], protocol: Protocol, steps: int | None
     ) -> None:
         self.tasks, self.contenders, self.protocol = list(tasks), list(contenders), protocol
-        self.steps = [steps or task.steps for task in self.tasks]
+        self.steps = [steps or protocol.steps(task.steps) for task in self.tasks]
         self.runs: dict[tuple[int, int], list[SeedRun]] = {
             (t, c): [] for t in range(len(self.tasks)) for c in range(len(self.contenders))
         }
@@ -345,4 +345,4 @@ def run_suite(
 def most_work(tasks: Sequence[Task], contenders: Sequence[Contender], protocol: Protocol, steps: int | None) -> float:
     """The most work :func:`run_suite` can report to its progress (runs can only be fewer)."""
     runs = sum(protocol.most_runs(contender.adaptive) for contender in contenders)
-    return sum((steps or task.steps) * task.cost for task in tasks) * runs
+    return sum((steps or protocol.steps(task.steps)) * task.cost for task in tasks) * runs
