@@ -79,7 +79,9 @@ def plot_lr_sensitivity(task_result: TaskResult, protocol: Protocol, path: Path)
     summaries = summarize_task(task_result, protocol)
     style = styles([s.label for s in summaries])
     finite = [v for s in summaries for v in s.loss_by_lr.values() if v is not None]
-    top = max(finite) * 1.5 if finite else 1.0
+    starts = [run.losses[0] for result in task_result.results for run in result.runs if run.losses]
+    # Losses far above the untrained model's say only "diverged": keep the axis on the useful range.
+    top = min(max(finite), 3 * max(starts)) if finite and starts else max(finite, default=1.0)
     for summary in summaries:
         own = style[summary.label]
         label = f"{summary.label} ({_lr_text(summary)})"
@@ -99,8 +101,11 @@ def plot_lr_sensitivity(task_result: TaskResult, protocol: Protocol, path: Path)
     axes.set_xscale("log")
     if finite and min(finite) > 0:
         axes.set_yscale("log")
+        axes.set_ylim(min(finite) / 1.2, top * 1.2)
     task = task_result.task
-    axes.set_title(f"{task.name}: final {task.loss} against lr (x at the top: NaN)", fontsize=10)
+    axes.set_title(
+        f"{task.name}: final loss against lr (x at the top: NaN; lines leaving the top diverged)", fontsize=10
+    )
     axes.set_xlabel("learning rate")
     axes.set_ylabel(f"final {task.loss}")
     axes.grid(alpha=0.3, which="both")
