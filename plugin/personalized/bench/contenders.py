@@ -82,11 +82,6 @@ class Contender:
     #: For a pytorch_optimizer peer: which one.
     peer: Peer | None = None
 
-    @property
-    def preset_lr(self) -> float | None:
-        """The lr an adaptive contender runs with (its preset's); None for the others."""
-        return presets.load(self.preset).lr if self.adaptive and self.preset else None
-
     def build(self, params: Iterable[torch.nn.Parameter], lr: float | None) -> torch.optim.Optimizer:
         """The optimizer for ``params`` at learning rate ``lr`` (None: the preset's, for adaptive ones)."""
         chosen = {} if lr is None else {"lr": lr}
